@@ -1,0 +1,9 @@
+DROP TABLE idempotency_keys;
+DROP TABLE quota_ledger;
+DROP TABLE messages;
+DROP TABLE bulk_sends;
+DROP TABLE templates;
+DROP TABLE phone_numbers;
+DROP TABLE business_accounts;
+DROP TABLE api_keys;
+DROP TABLE tenants;

@@ -1,0 +1,372 @@
+//! Settings: defaults, then a TOML file (`--config`), then `MINDO_*` environment variables
+//! (the environment wins). Every key of the file is the lower-case environment name without
+//! the `MINDO_` prefix (`MINDO_DATABASE_URL` ↔ `database_url`).
+//!
+//! Secrets (the Meta app secret, the webhook verify token) are [`SecretString`]s: their
+//! `Debug` output is redacted, so printing or logging a `Config` never reveals them.
+
+use std::path::Path;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// What to do with a message whose dispatch outcome is unknown (a crash or timeout during
+/// the HTTP call) once the reconciliation grace period has passed without a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReconcilePolicy {
+    /// Send it again: at-least-once.
+    Resend,
+    /// Fail it with `unknown_outcome`: at-most-once.
+    Fail,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The daemon's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `MINDO_DATABASE_URL`, default `sqlite://mindo.db`: `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    /// `MINDO_DB_POOL_SIZE`, default 16: connections in the pool.
+    pub db_pool_size: u32,
+    /// `MINDO_BIND`, default `127.0.0.1:8080`: the HTTP listen address.
+    pub bind: String,
+    /// `MINDO_GRAPH_URL`, default `https://graph.facebook.com`: Graph API base URL.
+    pub graph_url: String,
+    /// `MINDO_GRAPH_VERSION`, default `v24.0`: the pinned Graph API version.
+    pub graph_version: String,
+    /// `MINDO_APP_SECRET`: Meta app secret that signs webhooks; required unless `--sandbox`.
+    pub app_secret: Option<SecretString>,
+    /// `MINDO_VERIFY_TOKEN`: the token Meta's webhook verification handshake must present.
+    pub verify_token: Option<SecretString>,
+    /// `MINDO_MAX_RECIPIENTS`, default 100 000: recipients allowed in one request.
+    pub max_recipients: u32,
+    /// `MINDO_BODY_LIMIT_BYTES`, default 64 MiB: the largest request body accepted.
+    pub body_limit_bytes: usize,
+    /// `MINDO_RECONCILE_GRACE_SECS`, default 120: how long an unknown-outcome message waits
+    /// for a webhook naming it before [`Config::reconcile_policy`] applies.
+    pub reconcile_grace_secs: u64,
+    /// `MINDO_RECONCILE_POLICY`, default `resend`.
+    pub reconcile_policy: ReconcilePolicy,
+    /// `MINDO_SHUTDOWN_TIMEOUT_SECS`, default 30: how long a graceful stop waits for
+    /// in-flight requests.
+    pub shutdown_timeout_secs: u64,
+    /// `MINDO_LOG`, default `info`: a tracing filter (`info`, `mindo_bulk=debug,info`, …).
+    pub log: String,
+    /// `MINDO_LOG_FORMAT`, default `text`: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "sqlite://mindo.db".into(),
+            db_pool_size: 16,
+            bind: "127.0.0.1:8080".into(),
+            graph_url: "https://graph.facebook.com".into(),
+            graph_version: "v24.0".into(),
+            app_secret: None,
+            verify_token: None,
+            max_recipients: 100_000,
+            body_limit_bytes: 64 * 1024 * 1024,
+            reconcile_grace_secs: 120,
+            reconcile_policy: ReconcilePolicy::Resend,
+            shutdown_timeout_secs: 30,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// The TOML file: every key optional, unknown keys refused (a typo must not pass silently).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    db_pool_size: Option<u32>,
+    bind: Option<String>,
+    graph_url: Option<String>,
+    graph_version: Option<String>,
+    app_secret: Option<SecretString>,
+    verify_token: Option<SecretString>,
+    max_recipients: Option<u32>,
+    body_limit_bytes: Option<usize>,
+    reconcile_grace_secs: Option<u64>,
+    reconcile_policy: Option<ReconcilePolicy>,
+    shutdown_timeout_secs: Option<u64>,
+    log: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+/// A setting that could not be used, with the place it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}")]
+    File { path: String, message: String },
+    #[error("{var}: {message}")]
+    Env { var: &'static str, message: String },
+}
+
+impl Config {
+    /// Defaults, then the file at `path` (if any), then the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = match path {
+            Some(path) => Some((
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        Config::from_sources(
+            file.as_ref().map(|(p, text)| (p.as_str(), text.as_str())),
+            |name| std::env::var(name).ok(),
+        )
+    }
+
+    /// Builds a config from a file's `(path, text)` and an environment lookup.
+    pub fn from_sources(
+        file: Option<(&str, &str)>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        if let Some((path, text)) = file {
+            let parsed: FileConfig = toml::from_str(text).map_err(|e| ConfigError::File {
+                path: path.to_owned(),
+                message: e.message().to_owned(),
+            })?;
+            config.apply_file(parsed);
+        }
+        config.apply_env(env)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn apply_file(&mut self, f: FileConfig) {
+        macro_rules! take {
+            ($($field:ident),*) => { $( if let Some(v) = f.$field { self.$field = v; } )* };
+        }
+        take!(
+            database_url,
+            db_pool_size,
+            bind,
+            graph_url,
+            graph_version,
+            max_recipients,
+            body_limit_bytes,
+            reconcile_grace_secs,
+            reconcile_policy,
+            shutdown_timeout_secs,
+            log,
+            log_format
+        );
+        if f.app_secret.is_some() {
+            self.app_secret = f.app_secret;
+        }
+        if f.verify_token.is_some() {
+            self.verify_token = f.verify_token;
+        }
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = env("MINDO_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = env("MINDO_BIND") {
+            self.bind = v;
+        }
+        if let Some(v) = env("MINDO_GRAPH_URL") {
+            self.graph_url = v;
+        }
+        if let Some(v) = env("MINDO_GRAPH_VERSION") {
+            self.graph_version = v;
+        }
+        if let Some(v) = env("MINDO_APP_SECRET") {
+            self.app_secret = Some(SecretString::from(v));
+        }
+        if let Some(v) = env("MINDO_VERIFY_TOKEN") {
+            self.verify_token = Some(SecretString::from(v));
+        }
+        if let Some(v) = env("MINDO_LOG") {
+            self.log = v;
+        }
+        self.db_pool_size = number(&env, "MINDO_DB_POOL_SIZE", self.db_pool_size)?;
+        self.max_recipients = number(&env, "MINDO_MAX_RECIPIENTS", self.max_recipients)?;
+        self.body_limit_bytes = number(&env, "MINDO_BODY_LIMIT_BYTES", self.body_limit_bytes)?;
+        self.reconcile_grace_secs = number(
+            &env,
+            "MINDO_RECONCILE_GRACE_SECS",
+            self.reconcile_grace_secs,
+        )?;
+        self.shutdown_timeout_secs = number(
+            &env,
+            "MINDO_SHUTDOWN_TIMEOUT_SECS",
+            self.shutdown_timeout_secs,
+        )?;
+        if let Some(v) = env("MINDO_RECONCILE_POLICY") {
+            self.reconcile_policy = match v.as_str() {
+                "resend" => ReconcilePolicy::Resend,
+                "fail" => ReconcilePolicy::Fail,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "MINDO_RECONCILE_POLICY",
+                        message: format!("expected `resend` or `fail`, got `{v}`"),
+                    })
+                }
+            };
+        }
+        if let Some(v) = env("MINDO_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "MINDO_LOG_FORMAT",
+                        message: format!("expected `text` or `json`, got `{v}`"),
+                    })
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Refuses values that cannot work, naming the setting.
+    fn check(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("MINDO_DB_POOL_SIZE", self.db_pool_size as u64),
+            ("MINDO_MAX_RECIPIENTS", self.max_recipients as u64),
+            ("MINDO_BODY_LIMIT_BYTES", self.body_limit_bytes as u64),
+        ];
+        for (var, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Env {
+                    var,
+                    message: "must be greater than 0".into(),
+                });
+            }
+        }
+        crate::storage::DatabaseUrl::parse(&self.database_url).map_err(|message| {
+            ConfigError::Env {
+                var: "MINDO_DATABASE_URL",
+                message,
+            }
+        })?;
+        Ok(())
+    }
+}
+
+fn number<T: std::str::FromStr + Copy>(
+    env: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    current: T,
+) -> Result<T, ConfigError> {
+    match env(var) {
+        None => Ok(current),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError::Env {
+            var,
+            message: format!("expected a non-negative whole number, got `{v}`"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_serve_a_first_run() {
+        let c = Config::from_sources(None, env_of(&[])).unwrap();
+        assert_eq!(c.database_url, "sqlite://mindo.db");
+        assert_eq!(c.bind, "127.0.0.1:8080");
+        assert_eq!(c.graph_url, "https://graph.facebook.com");
+        assert_eq!(c.graph_version, "v24.0");
+        assert_eq!(c.max_recipients, 100_000);
+        assert_eq!(c.reconcile_grace_secs, 120);
+        assert_eq!(c.reconcile_policy, ReconcilePolicy::Resend);
+        assert_eq!(c.log, "info");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.app_secret.is_none());
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let file = r#"
+            bind = "0.0.0.0:9000"
+            max_recipients = 10
+            app_secret = "from-file"
+            reconcile_policy = "fail"
+        "#;
+        let c = Config::from_sources(
+            Some(("mindo.toml", file)),
+            env_of(&[
+                ("MINDO_BIND", "127.0.0.1:1"),
+                ("MINDO_APP_SECRET", "from-env"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.bind, "127.0.0.1:1");
+        assert_eq!(c.max_recipients, 10);
+        assert_eq!(c.reconcile_policy, ReconcilePolicy::Fail);
+        assert_eq!(c.app_secret.unwrap().expose_secret(), "from-env");
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = Config::from_sources(
+            None,
+            env_of(&[
+                ("MINDO_APP_SECRET", "s3cr3t-app"),
+                ("MINDO_VERIFY_TOKEN", "s3cr3t-verify"),
+            ]),
+        )
+        .unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let err = Config::from_sources(None, env_of(&[("MINDO_MAX_RECIPIENTS", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("MINDO_MAX_RECIPIENTS:"), "{err}");
+        let err = Config::from_sources(None, env_of(&[("MINDO_RECONCILE_POLICY", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MINDO_RECONCILE_POLICY"), "{err}");
+        let err = Config::from_sources(None, env_of(&[("MINDO_DATABASE_URL", "mysql://x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MINDO_DATABASE_URL"), "{err}");
+        let err = Config::from_sources(Some(("m.toml", "bnid = 1")), env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("m.toml") && err.contains("bnid"), "{err}");
+    }
+}

@@ -1,0 +1,22 @@
+//! mindo-bulk: a daemon that sends WhatsApp Business template messages in bulk through
+//! Meta's Cloud API, paced to each sender number's limits and followed to delivered, read
+//! or failed through Meta's webhooks.
+//!
+//! # Layout
+//! - [`cli`] — the `mindo-bulk` commands (serve, migrate, tenant, api-key).
+//! - [`config`] — settings from defaults, a TOML file and `MINDO_*` variables.
+//! - [`telemetry`] — logging.
+//! - [`startup`] — `Application::build(config)` → a bound server; `run_until_stopped()`.
+//! - [`clock`] — time as an injectable dependency.
+//! - [`domain`] — pure types and rules (API keys, …), unit-tested, no I/O.
+//! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body.
+//! - [`storage`] — diesel over SQLite or PostgreSQL, migrations, one file per aggregate.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,137 @@
+//! Durable state: diesel 2 over SQLite (embedded default) or PostgreSQL, chosen by URL.
+//!
+//! - `conn`: the multi-backend connection, the r2d2 pool, write transactions.
+//! - `schema`: the tables.
+//! - `migrations`: the embedded migration trees, one per backend.
+//! - `tenants`: tenants and their API keys.
+//!
+//! Diesel is blocking. Async code reaches the database through [`Db::run`] and
+//! [`Db::write`], which move the work onto the blocking thread pool.
+
+pub mod conn;
+pub mod migrations;
+pub mod schema;
+pub mod tenants;
+
+pub use conn::{
+    build_pool, write_transaction, DatabaseUrl, DbConnection, DbPool, PooledConnection,
+};
+
+/// What can go wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// No connection could be had: the database is down or the pool is exhausted.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[from] r2d2::Error),
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    /// The blocking task running the query was lost (the runtime is shutting down).
+    #[error("the database task was cancelled")]
+    Cancelled,
+}
+
+impl StorageError {
+    /// Whether this is "the database cannot be reached" rather than a failing query.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StorageError::Unavailable(_) | StorageError::Cancelled => true,
+            StorageError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ClosedConnection
+                | diesel::result::DatabaseErrorKind::UnableToSendCommand,
+                _,
+            )) => true,
+            StorageError::Query(_) => false,
+        }
+    }
+}
+
+/// The database handle shared by the daemon: a pool plus the helpers to use it from async
+/// code.
+#[derive(Clone)]
+pub struct Db {
+    pool: DbPool,
+    url: DatabaseUrl,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: show the backend only.
+        let backend = if self.url.is_sqlite() {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        f.debug_struct("Db").field("backend", &backend).finish()
+    }
+}
+
+impl Db {
+    /// Opens a pool of up to `pool_size` connections on `url` (`sqlite://…` or
+    /// `postgres://…`) for the daemon: one connection is kept open.
+    pub fn connect(url: &str, pool_size: u32) -> anyhow::Result<Db> {
+        Self::connect_with_idle(url, pool_size, 1)
+    }
+
+    /// Opens a single-connection pool that keeps nothing open in the background, for
+    /// short-lived processes such as CLI commands.
+    pub fn connect_for_command(url: &str) -> anyhow::Result<Db> {
+        Self::connect_with_idle(url, 1, 0)
+    }
+
+    fn connect_with_idle(url: &str, pool_size: u32, min_idle: u32) -> anyhow::Result<Db> {
+        let url = DatabaseUrl::parse(url).map_err(anyhow::Error::msg)?;
+        let pool = build_pool(&url, pool_size, min_idle)?;
+        Ok(Db { pool, url })
+    }
+
+    /// Whether the backend is SQLite.
+    pub fn is_sqlite(&self) -> bool {
+        self.url.is_sqlite()
+    }
+
+    /// Checks a connection out of the pool (blocking).
+    pub fn get(&self) -> Result<PooledConnection, StorageError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Applies pending migrations; returns the versions applied.
+    pub fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.get()?;
+        migrations::run_pending(&mut conn)
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|_| StorageError::Cancelled)?
+    }
+
+    /// Runs `f` in a write transaction (see [`write_transaction`]) on the blocking pool.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.run(move |conn| write_transaction(conn, f)).await
+    }
+
+    /// `SELECT 1`: whether the database answers.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.run(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1")?;
+            Ok(())
+        })
+        .await
+    }
+}

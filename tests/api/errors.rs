@@ -1,0 +1,31 @@
+use serde_json::json;
+
+use crate::helpers::{json, spawn_app};
+
+#[actix_web::test]
+async fn unknown_routes_get_a_json_404() {
+    let app = spawn_app().await;
+    let res = app.get("/no/such/thing", None).await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    assert_eq!(
+        json(res).await,
+        json!({"detail": "no such endpoint", "code": "not_found"})
+    );
+}
+
+#[actix_web::test]
+async fn wrong_methods_get_a_json_405() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .delete(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(json(res).await["code"], "method_not_allowed");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real daemon on port 0, a fresh database per test (SQLite, or
+//! PostgreSQL when `MINDO_TEST_POSTGRES_URL` is set).
+
+mod auth;
+mod cli;
+mod errors;
+mod health;
+mod helpers;
+mod migrations;
