@@ -10,16 +10,8 @@ use std::path::Path;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-/// What to do with a message whose dispatch outcome is unknown (a crash or timeout during
-/// the HTTP call) once the reconciliation grace period has passed without a webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReconcilePolicy {
-    /// Send it again: at-least-once.
-    Resend,
-    /// Fail it with `unknown_outcome`: at-most-once.
-    Fail,
-}
+pub use crate::domain::message::ReconcilePolicy;
+use crate::domain::message::UnknownReconcilePolicy;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -220,16 +212,12 @@ impl Config {
             self.shutdown_timeout_secs,
         )?;
         if let Some(v) = env("MINDO_RECONCILE_POLICY") {
-            self.reconcile_policy = match v.as_str() {
-                "resend" => ReconcilePolicy::Resend,
-                "fail" => ReconcilePolicy::Fail,
-                _ => {
-                    return Err(ConfigError::Env {
+            self.reconcile_policy =
+                v.parse()
+                    .map_err(|e: UnknownReconcilePolicy| ConfigError::Env {
                         var: "MINDO_RECONCILE_POLICY",
-                        message: format!("expected `resend` or `fail`, got `{v}`"),
-                    })
-                }
-            };
+                        message: e.to_string(),
+                    })?;
         }
         if let Some(v) = env("MINDO_LOG_FORMAT") {
             self.log_format = match v.as_str() {

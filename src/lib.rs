@@ -8,7 +8,8 @@
 //! - [`telemetry`] — logging.
 //! - [`startup`] — `Application::build(config)` → a bound server; `run_until_stopped()`.
 //! - [`clock`] — time as an injectable dependency.
-//! - [`domain`] — pure types and rules (API keys, …), unit-tested, no I/O.
+//! - [`domain`] — pure types and rules (API keys, phones, templates, tiers, message states, ETA), unit-tested, no I/O.
+//! - [`meta`] — Meta's Cloud API: Graph client, error classification, webhook payloads.
 //! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body.
 //! - [`storage`] — diesel over SQLite or PostgreSQL, migrations, one file per aggregate.
 
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod meta;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -1,5 +1,16 @@
-//! Pure types and rules, no I/O: what the engine and the HTTP layer decide with.
+//! Pure types and rules, no I/O: what the engine and the HTTP layer decide with. Time is
+//! always passed in.
 //!
 //! - `api_key`: the key format, generation, hashing and constant-time verification.
+//! - `phone`: recipients' numbers, normalised to E.164 with a numbering-plan library.
+//! - `template`: a Meta template's expected parameters, validation and rendering.
+//! - `tier`: Meta's messaging-limit tiers and throughput levels.
+//! - `message`: the per-message state machine, counters and the bulk-send status.
+//! - `eta`: quota (`quota_info`) and estimated-time arithmetic.
 
 pub mod api_key;
+pub mod eta;
+pub mod message;
+pub mod phone;
+pub mod template;
+pub mod tier;
