@@ -7,10 +7,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use crate::clock::{Clock, SystemClock};
+use std::sync::Arc;
+
+use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::startup::Application;
+use crate::storage::accounts::{self, NumberOverride};
 use crate::storage::{tenants, Db};
+use crate::sync;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +45,71 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Register WhatsApp Business Accounts and sync them from the Graph API.
+    #[command(subcommand)]
+    Waba(WabaCommand),
+    /// Operator overrides of a sender number.
+    #[command(subcommand)]
+    Number(NumberCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WabaCommand {
+    /// Register a WABA for a tenant and sync its phone numbers and templates.
+    Add {
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: i64,
+        /// Meta's WhatsApp Business Account id.
+        #[arg(long = "waba-id")]
+        waba_id: String,
+        /// A system-user access token with whatsapp_business_messaging and
+        /// whatsapp_business_management.
+        #[arg(long = "access-token")]
+        access_token: String,
+        /// The business portfolio (messaging limits are shared across it); read from Meta
+        /// when omitted, else the WABA is its own portfolio.
+        #[arg(long = "portfolio-id")]
+        portfolio_id: Option<String>,
+    },
+    /// Re-read every registered WABA's numbers and templates.
+    Sync,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NumberCommand {
+    /// Cap or lift a number's pacing, or pause it; a running daemon applies it within seconds.
+    Set {
+        /// Meta's phone-number id.
+        #[arg(long = "phone-number-id")]
+        phone_number_id: String,
+        /// Messages per second to grant (a cap below Meta's, or above it against the
+        /// simulator), or `auto` for Meta's level.
+        #[arg(long = "throughput-mps", value_parser = parse_mps)]
+        throughput_mps: Option<MpsSetting>,
+        /// Pause (`true`) or resume (`false`) every send on the number.
+        #[arg(long, action = clap::ArgAction::Set)]
+        paused: Option<bool>,
+    },
+}
+
+/// `--throughput-mps N|auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MpsSetting {
+    Auto,
+    Fixed(i32),
+}
+
+fn parse_mps(value: &str) -> Result<MpsSetting, String> {
+    if value.eq_ignore_ascii_case("auto") {
+        return Ok(MpsSetting::Auto);
+    }
+    match value.parse::<i32>() {
+        Ok(n) if n > 0 => Ok(MpsSetting::Fixed(n)),
+        _ => Err(format!(
+            "expected a positive whole number or `auto`, got `{value}`"
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +190,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Waba(command) => waba(cli.json, config, command),
+        Command::Number(command) => number(cli.json, config, command),
         Command::ApiKey(ApiKeyCommand::Revoke { id }) => {
             init_quiet_logging(&config);
             let db = open_migrated_db(&config)?;
@@ -133,6 +204,126 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn waba(json: bool, config: Config, command: WabaCommand) -> anyhow::Result<()> {
+    init_quiet_logging(&config);
+    let db = open_migrated_db(&config)?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    actix_web::rt::System::new().block_on(async move {
+        let graph = config.graph_client();
+        match command {
+            WabaCommand::Add {
+                tenant,
+                waba_id,
+                access_token,
+                portfolio_id,
+            } => {
+                let report = sync::add_waba(
+                    &db,
+                    &graph,
+                    &clock,
+                    tenant,
+                    &waba_id,
+                    &access_token,
+                    portfolio_id.as_deref(),
+                )
+                .await?;
+                print(
+                    json,
+                    serde_json::to_value(&report)?,
+                    &format!(
+                        "WABA {} registered (business account {}, portfolio {}): {} phone numbers, {} templates.",
+                        report.waba_id,
+                        report.business_account_id,
+                        report.portfolio_id,
+                        report.counts.phone_numbers,
+                        report.counts.templates
+                    ),
+                );
+                Ok(())
+            }
+            WabaCommand::Sync => {
+                let results = sync::sync_all(&db, &graph, &clock).await?;
+                let mut reports = Vec::new();
+                let mut failures = Vec::new();
+                for result in results {
+                    match result {
+                        Ok(report) => reports.push(report),
+                        Err(err) => failures.push(err.to_string()),
+                    }
+                }
+                print(
+                    json,
+                    json!({"synced": reports, "failed": failures}),
+                    &format!(
+                        "Synced {} WABA(s).{}",
+                        reports.len(),
+                        failures
+                            .iter()
+                            .map(|f| format!("\nfailed: {f}"))
+                            .collect::<String>()
+                    ),
+                );
+                if failures.is_empty() {
+                    Ok(())
+                } else {
+                    anyhow::bail!("{} WABA(s) could not be synced", failures.len())
+                }
+            }
+        }
+    })
+}
+
+fn number(json: bool, config: Config, command: NumberCommand) -> anyhow::Result<()> {
+    let NumberCommand::Set {
+        phone_number_id,
+        throughput_mps,
+        paused,
+    } = command;
+    if throughput_mps.is_none() && paused.is_none() {
+        anyhow::bail!("nothing to set: give --throughput-mps and/or --paused");
+    }
+    init_quiet_logging(&config);
+    let db = open_migrated_db(&config)?;
+    let change = NumberOverride {
+        throughput_mps: throughput_mps.map(|m| match m {
+            MpsSetting::Auto => None,
+            MpsSetting::Fixed(n) => Some(n),
+        }),
+        paused,
+    };
+    let number = accounts::set_number_override(
+        &mut *db.get()?,
+        &phone_number_id,
+        &change,
+        SystemClock.now_ms(),
+    )?;
+    print(
+        json,
+        json!({
+            "phone_number_id": number.phone_number_id,
+            "throughput_mps": number.effective_mps(),
+            "throughput_override": number.override_mps,
+            "paused": number.paused,
+        }),
+        &format!(
+            "Number {}: {} mps ({}), {}.",
+            number.phone_number_id,
+            number.effective_mps(),
+            if number.override_mps.is_some() {
+                "operator override"
+            } else {
+                "Meta's level"
+            },
+            if number.paused {
+                "paused"
+            } else {
+                "not paused"
+            }
+        ),
+    );
+    Ok(())
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

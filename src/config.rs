@@ -13,6 +13,9 @@ use serde::Deserialize;
 pub use crate::domain::message::ReconcilePolicy;
 use crate::domain::message::UnknownReconcilePolicy;
 
+/// Connections one Graph client keeps open at most.
+const GRAPH_MAX_CONNECTIONS: usize = 256;
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,6 +39,12 @@ pub struct Config {
     pub graph_url: String,
     /// `MINDO_GRAPH_VERSION`, default `v24.0`: the pinned Graph API version.
     pub graph_version: String,
+    /// `MINDO_GRAPH_TIMEOUT_SECS`, default 15: how long a Graph API call may take. A send
+    /// that times out has an unknown outcome and is reconciled (see below).
+    pub graph_timeout_secs: u64,
+    /// `MINDO_SYNC_INTERVAL_SECS`, default 3600: how often the daemon re-reads every WABA's
+    /// numbers and templates from the Graph API; 0 turns the periodic re-sync off.
+    pub sync_interval_secs: u64,
     /// `MINDO_APP_SECRET`: Meta app secret that signs webhooks; required unless `--sandbox`.
     pub app_secret: Option<SecretString>,
     /// `MINDO_VERIFY_TOKEN`: the token Meta's webhook verification handshake must present.
@@ -66,6 +75,8 @@ impl Default for Config {
             bind: "127.0.0.1:8080".into(),
             graph_url: "https://graph.facebook.com".into(),
             graph_version: "v24.0".into(),
+            graph_timeout_secs: 15,
+            sync_interval_secs: 3600,
             app_secret: None,
             verify_token: None,
             max_recipients: 100_000,
@@ -88,6 +99,8 @@ struct FileConfig {
     bind: Option<String>,
     graph_url: Option<String>,
     graph_version: Option<String>,
+    graph_timeout_secs: Option<u64>,
+    sync_interval_secs: Option<u64>,
     app_secret: Option<SecretString>,
     verify_token: Option<SecretString>,
     max_recipients: Option<u32>,
@@ -114,6 +127,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// A Graph API client for this configuration (one per arbiter: it is `!Send`).
+    pub fn graph_client(&self) -> crate::meta::client::GraphClient {
+        crate::meta::client::GraphClient::new(
+            &self.graph_url,
+            &self.graph_version,
+            std::time::Duration::from_secs(self.graph_timeout_secs),
+            GRAPH_MAX_CONNECTIONS,
+        )
+    }
+
     /// Defaults, then the file at `path` (if any), then the process environment.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let file = match path {
@@ -160,6 +183,8 @@ impl Config {
             bind,
             graph_url,
             graph_version,
+            graph_timeout_secs,
+            sync_interval_secs,
             max_recipients,
             body_limit_bytes,
             reconcile_grace_secs,
@@ -201,6 +226,10 @@ impl Config {
         self.db_pool_size = number(&env, "MINDO_DB_POOL_SIZE", self.db_pool_size)?;
         self.max_recipients = number(&env, "MINDO_MAX_RECIPIENTS", self.max_recipients)?;
         self.body_limit_bytes = number(&env, "MINDO_BODY_LIMIT_BYTES", self.body_limit_bytes)?;
+        self.graph_timeout_secs =
+            number(&env, "MINDO_GRAPH_TIMEOUT_SECS", self.graph_timeout_secs)?;
+        self.sync_interval_secs =
+            number(&env, "MINDO_SYNC_INTERVAL_SECS", self.sync_interval_secs)?;
         self.reconcile_grace_secs = number(
             &env,
             "MINDO_RECONCILE_GRACE_SECS",
@@ -240,6 +269,7 @@ impl Config {
             ("MINDO_DB_POOL_SIZE", self.db_pool_size as u64),
             ("MINDO_MAX_RECIPIENTS", self.max_recipients as u64),
             ("MINDO_BODY_LIMIT_BYTES", self.body_limit_bytes as u64),
+            ("MINDO_GRAPH_TIMEOUT_SECS", self.graph_timeout_secs),
         ];
         for (var, value) in positive {
             if value == 0 {

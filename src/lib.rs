@@ -11,6 +11,7 @@
 //! - [`domain`] — pure types and rules (API keys, phones, templates, tiers, message states, ETA), unit-tested, no I/O.
 //! - [`meta`] — Meta's Cloud API: Graph client, error classification, webhook payloads.
 //! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body.
+//! - [`sync`] — WABA sync: numbers, templates and portfolio read from the Graph API.
 //! - [`storage`] — diesel over SQLite or PostgreSQL, migrations, one file per aggregate.
 
 pub mod cli;
@@ -21,4 +22,5 @@ pub mod http;
 pub mod meta;
 pub mod startup;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;

@@ -5,5 +5,6 @@
 //! - `error`: `MetaError`, `ErrorAction`, `SendFailure`.
 //! - `webhook`: lenient parsing of webhook notifications into events.
 
+pub mod client;
 pub mod error;
 pub mod webhook;

@@ -4,10 +4,12 @@
 //! - `schema`: the tables.
 //! - `migrations`: the embedded migration trees, one per backend.
 //! - `tenants`: tenants and their API keys.
+//! - `accounts`: WABAs, phone numbers, templates; operator overrides; quota usage.
 //!
 //! Diesel is blocking. Async code reaches the database through [`Db::run`] and
 //! [`Db::write`], which move the work onto the blocking thread pool.
 
+pub mod accounts;
 pub mod conn;
 pub mod migrations;
 pub mod schema;
@@ -101,26 +103,29 @@ impl Db {
         migrations::run_pending(&mut conn)
     }
 
-    /// Runs `f` with a pooled connection on the blocking thread pool.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StorageError>
+    /// Runs `f` with a pooled connection on the blocking thread pool. `f` may use any error
+    /// type that a [`StorageError`] converts into.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
+        E: From<StorageError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
+            let mut conn = pool.get().map_err(StorageError::from)?;
             f(&mut conn)
         })
         .await
-        .map_err(|_| StorageError::Cancelled)?
+        .map_err(|_| E::from(StorageError::Cancelled))?
     }
 
     /// Runs `f` in a write transaction (see [`write_transaction`]) on the blocking pool.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StorageError>
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
+        E: From<StorageError> + From<diesel::result::Error> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
         self.run(move |conn| write_transaction(conn, f)).await
     }
@@ -129,8 +134,7 @@ impl Db {
     pub async fn ping(&self) -> Result<(), StorageError> {
         self.run(|conn| {
             use diesel::connection::SimpleConnection;
-            conn.batch_execute("SELECT 1")?;
-            Ok(())
+            conn.batch_execute("SELECT 1").map_err(StorageError::from)
         })
         .await
     }
