@@ -9,6 +9,7 @@
 //! - [`startup`] — `Application::build(config)` → a bound server; `run_until_stopped()`.
 //! - [`clock`] — time as an injectable dependency.
 //! - [`domain`] — pure types and rules (API keys, phones, templates, tiers, message states, ETA), unit-tested, no I/O.
+//! - [`engine`] — the actors (supervisor, bulk sends, phone limiters) and the DB writer.
 //! - [`meta`] — Meta's Cloud API: Graph client, error classification, webhook payloads.
 //! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body.
 //! - [`sync`] — WABA sync: numbers, templates and portfolio read from the Graph API.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod http;
 pub mod meta;
 pub mod startup;

@@ -13,6 +13,7 @@ use anyhow::Context;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::http;
 use crate::storage::Db;
 
@@ -22,6 +23,7 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub clock: SharedClock,
+    pub engine: Engine,
 }
 
 /// A bound, not yet running, daemon.
@@ -58,10 +60,13 @@ impl Application {
         let listener = TcpListener::bind(&config.bind)
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let port = listener.local_addr()?.port();
+        let config = Arc::new(config);
+        let engine = Engine::start(db.clone(), config.clone(), clock.clone());
         let state = AppState {
             db,
-            config: Arc::new(config),
+            config,
             clock,
+            engine,
         };
         let server = serve(listener, state.clone())?;
         Ok(Application {

@@ -6,11 +6,14 @@
 //! - `template`: a Meta template's expected parameters, validation and rendering.
 //! - `tier`: Meta's messaging-limit tiers and throughput levels.
 //! - `message`: the per-message state machine, counters and the bulk-send status.
+//! - `pacing`: the limiter's decisions: throughput gate, portfolio quota, pair rate, fair
+//!   round robin between the sends of a number.
 //! - `eta`: quota (`quota_info`) and estimated-time arithmetic.
 
 pub mod api_key;
 pub mod eta;
 pub mod message;
+pub mod pacing;
 pub mod phone;
 pub mod template;
 pub mod tier;

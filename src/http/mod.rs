@@ -5,9 +5,12 @@
 //! it from requests, so `/api/v1/x/` and `/api/v1/x` are the same route without a redirect.
 
 pub mod auth;
+pub mod bulk_sends;
 pub mod business_accounts;
 pub mod error;
 pub mod health;
+pub mod send_bulk;
+pub mod webhooks;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -30,6 +33,41 @@ pub fn configure(body_limit: usize) -> impl FnOnce(&mut web::ServiceConfig) {
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(
             resource("/api/v1/business-accounts").route(web::get().to(business_accounts::list)),
+        )
+        .service(
+            resource("/api/v1/meta-templates/send-bulk").route(web::post().to(send_bulk::create)),
+        )
+        .service(
+            resource("/api/v1/meta-templates/bulk-sends").route(web::get().to(bulk_sends::list)),
+        )
+        .service(
+            resource("/api/v1/meta-templates/bulk-sends/{id}")
+                .route(web::get().to(bulk_sends::status)),
+        )
+        .service(
+            resource("/api/v1/meta-templates/bulk-sends/{id}/messages")
+                .route(web::get().to(bulk_sends::messages)),
+        )
+        .service(
+            resource("/api/v1/meta-templates/bulk-sends/{id}/messages/export")
+                .route(web::get().to(bulk_sends::export)),
+        )
+        .service(
+            resource("/api/v1/meta-templates/bulk-sends/{id}/cancel")
+                .route(web::post().to(bulk_sends::cancel)),
+        )
+        .service(
+            resource("/api/v1/meta-templates/bulk-sends/{id}/pause")
+                .route(web::post().to(bulk_sends::pause)),
+        )
+        .service(
+            resource("/api/v1/meta-templates/bulk-sends/{id}/resume")
+                .route(web::post().to(bulk_sends::resume)),
+        )
+        .service(
+            resource("/webhooks/meta")
+                .route(web::get().to(webhooks::verify))
+                .route(web::post().to(webhooks::receive)),
         )
         .default_service(web::to(not_found));
     }

@@ -360,6 +360,60 @@ pub fn tenant_accounts(
         .collect())
 }
 
+/// A tenant's number by Meta's phone-number id, with its account; `None` when it is unknown
+/// or another tenant's.
+pub fn tenant_number(
+    conn: &mut DbConnection,
+    tenant_id: i64,
+    phone_number_id: &str,
+) -> Result<Option<(PhoneNumber, BusinessAccount)>, StorageError> {
+    Ok(phone_numbers::table
+        .inner_join(business_accounts::table)
+        .filter(phone_numbers::phone_number_id.eq(phone_number_id))
+        .filter(business_accounts::tenant_id.eq(tenant_id))
+        .select((PhoneNumber::as_select(), BusinessAccount::as_select()))
+        .first(conn)
+        .optional()?)
+}
+
+/// A number by its row id, with its account (for the engine).
+pub fn number_by_id(
+    conn: &mut DbConnection,
+    id: i64,
+) -> Result<Option<(PhoneNumber, BusinessAccount)>, StorageError> {
+    Ok(phone_numbers::table
+        .inner_join(business_accounts::table)
+        .filter(phone_numbers::id.eq(id))
+        .select((PhoneNumber::as_select(), BusinessAccount::as_select()))
+        .first(conn)
+        .optional()?)
+}
+
+/// A WABA's template by exact name and language.
+pub fn find_template(
+    conn: &mut DbConnection,
+    business_account_id: i64,
+    name: &str,
+    language: &str,
+) -> Result<Option<Template>, StorageError> {
+    Ok(templates::table
+        .filter(templates::business_account_id.eq(business_account_id))
+        .filter(templates::name.eq(name))
+        .filter(templates::language.eq(language))
+        .select(Template::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// A template by id.
+pub fn template_by_id(conn: &mut DbConnection, id: i64) -> Result<Option<Template>, StorageError> {
+    Ok(templates::table
+        .find(id)
+        .select(Template::as_select())
+        .first(conn)
+        .optional()?)
+}
+
 /// Unique recipients messaged by a portfolio since `since_ms` (the moving 24 h window).
 pub fn window_usage(
     conn: &mut DbConnection,

@@ -175,29 +175,43 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32, min_idle: u32) -> anyhow::Re
     Ok(pool)
 }
 
-/// Runs `f` in a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is taken up
-/// front, waiting under `busy_timeout`), an ordinary transaction on PostgreSQL. Commits when
-/// `f` returns `Ok`, rolls back otherwise.
+/// Begins a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is taken up
+/// front, waiting under `busy_timeout`), an ordinary `BEGIN` on PostgreSQL.
+pub fn begin_write(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
+    }
+}
+
+/// Commits the transaction opened by [`begin_write`].
+pub fn commit(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    <DbConnection as Connection>::TransactionManager::commit_transaction(conn)
+}
+
+/// Rolls back the transaction opened by [`begin_write`]. A failed rollback leaves the
+/// connection broken, and r2d2 drops broken connections, so its error is not reported.
+pub fn rollback(conn: &mut DbConnection) {
+    let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+}
+
+/// Runs `f` in a write transaction (see [`begin_write`]): commits when `f` returns `Ok`,
+/// rolls back otherwise.
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    match conn {
-        DbConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
-        }
-        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
-    }
+    begin_write(conn)?;
     match f(conn) {
         Ok(value) => {
-            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+            commit(conn)?;
             Ok(value)
         }
         Err(err) => {
-            // The error that made us roll back is the one worth reporting; a failed rollback
-            // leaves the connection broken, and r2d2 drops broken connections.
-            let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+            rollback(conn);
             Err(err)
         }
     }

@@ -4,6 +4,8 @@
 //! - `schema`: the tables.
 //! - `migrations`: the embedded migration trees, one per backend.
 //! - `tenants`: tenants and their API keys.
+//! - `sends`: bulk sends and messages: creation, reads, every state change.
+//! - `idempotency`: `Idempotency-Key` claims and stored answers.
 //! - `accounts`: WABAs, phone numbers, templates; operator overrides; quota usage.
 //!
 //! Diesel is blocking. Async code reaches the database through [`Db::run`] and
@@ -11,12 +13,15 @@
 
 pub mod accounts;
 pub mod conn;
+pub mod idempotency;
 pub mod migrations;
 pub mod schema;
+pub mod sends;
 pub mod tenants;
 
 pub use conn::{
-    build_pool, write_transaction, DatabaseUrl, DbConnection, DbPool, PooledConnection,
+    begin_write, build_pool, commit, rollback, write_transaction, DatabaseUrl, DbConnection,
+    DbPool, PooledConnection,
 };
 
 /// What can go wrong talking to the database.
@@ -31,13 +36,18 @@ pub enum StorageError {
     /// The blocking task running the query was lost (the runtime is shutting down).
     #[error("the database task was cancelled")]
     Cancelled,
+    /// The transaction a write was grouped into could not be committed.
+    #[error("the database could not commit: {0}")]
+    CommitFailed(String),
 }
 
 impl StorageError {
     /// Whether this is "the database cannot be reached" rather than a failing query.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StorageError::Unavailable(_) | StorageError::Cancelled => true,
+            StorageError::Unavailable(_)
+            | StorageError::Cancelled
+            | StorageError::CommitFailed(_) => true,
             StorageError::Query(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::ClosedConnection
                 | diesel::result::DatabaseErrorKind::UnableToSendCommand,
@@ -105,29 +115,34 @@ impl Db {
 
     /// Runs `f` with a pooled connection on the blocking thread pool. `f` may use any error
     /// type that a [`StorageError`] converts into.
-    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    ///
+    /// The returned future owns what it needs (it does not borrow `self`), so actors can
+    /// hand it to their context.
+    pub fn run<T, E, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, E>> + 'static
     where
         T: Send + 'static,
         E: From<StorageError> + Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(StorageError::from)?;
-            f(&mut conn)
-        })
-        .await
-        .map_err(|_| E::from(StorageError::Cancelled))?
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut conn = pool.get().map_err(StorageError::from)?;
+                f(&mut conn)
+            })
+            .await
+            .map_err(|_| E::from(StorageError::Cancelled))?
+        }
     }
 
     /// Runs `f` in a write transaction (see [`write_transaction`]) on the blocking pool.
-    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    pub fn write<T, E, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, E>> + 'static
     where
         T: Send + 'static,
         E: From<StorageError> + From<diesel::result::Error> + Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
-        self.run(move |conn| write_transaction(conn, f)).await
+        self.run(move |conn| write_transaction(conn, f))
     }
 
     /// `SELECT 1`: whether the database answers.

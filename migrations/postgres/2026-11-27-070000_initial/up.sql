@@ -117,7 +117,7 @@ CREATE TABLE messages (
     UNIQUE (bulk_send_id, seq)
 );
 CREATE UNIQUE INDEX messages_wamid ON messages (wamid);
-CREATE INDEX messages_due ON messages (bulk_send_id, state, next_attempt_at);
+CREATE INDEX messages_due ON messages (bulk_send_id, state, next_attempt_at, id);
 
 CREATE TABLE quota_ledger (
     portfolio_id TEXT NOT NULL,

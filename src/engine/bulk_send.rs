@@ -1,0 +1,795 @@
+//! `BulkSendActor`: owns one bulk send from its first dispatch to its last outcome.
+//!
+//! It pages the send's due pending messages out of the database (never all of them at
+//! once), offers them to its number's [`PhoneLimiter`](super::limiter::PhoneLimiter), and
+//! for every grant: marks the messages `dispatching` durably (one group commit), then calls
+//! the Graph API with bounded concurrency, and records the outcomes in batches. Messages
+//! whose outcome is unknown (a timeout, a crash) wait for a webhook naming them for the
+//! reconcile grace period, then are resent or failed by policy.
+//!
+//! The actor runs under actix's `Supervisor`: on an error it cannot handle (the database
+//! unreachable while loading) it stops and is restarted with a fresh state rebuilt from the
+//! database. When the send settles it tells the supervisor and the limiter, which drop their
+//! addresses, and it stops for good.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::Value;
+
+use super::limiter::{Feedback, Grants, LimiterCall, PhoneLimiter};
+use super::supervisor::{JobSupervisor, SendSettled};
+use super::EngineContext;
+use crate::config::ReconcilePolicy;
+use crate::domain::message::BulkStatus;
+use crate::domain::template::TemplateSpec;
+use crate::meta::client::{GraphClient, TemplateMessage};
+use crate::meta::error::{ErrorAction, SendFailure};
+use crate::storage::accounts::{self, NumberOverride};
+use crate::storage::sends::{self, Outcome, PendingCursor, PendingMessage};
+use crate::storage::StorageError;
+
+/// How often the actor does its chores (flush outcomes, refill, reconcile deadlines).
+const TICK: Duration = Duration::from_millis(10);
+/// Messages loaded per page.
+const PAGE: i64 = 1_000;
+/// Messages kept offered to the limiter at once.
+const OFFER_TARGET: usize = 1_000;
+/// How long to wait before looking for due messages again when none were due.
+const IDLE_RECHECK_MS: i64 = 200;
+/// Outcomes written in one batch at most.
+const FLUSH_MAX: usize = 1_000;
+/// Attempts after which a transient failure becomes final.
+pub const MAX_ATTEMPTS: i32 = 8;
+
+/// What a send needs to dispatch, loaded when the actor starts.
+struct SendSetup {
+    phone_number_id: String,
+    portfolio_id: String,
+    access_token: String,
+    template_name: String,
+    language: String,
+    spec: TemplateSpec,
+    scheduled_at: Option<i64>,
+}
+
+/// A message handed to Meta and not yet answered.
+struct InFlight {
+    recipient: String,
+    attempts: i32,
+    dispatched_at: i64,
+}
+
+/// The actor.
+pub struct BulkSendActor {
+    id: String,
+    ctx: EngineContext,
+    graph: GraphClient,
+    supervisor: Addr<JobSupervisor>,
+    limiter: Addr<PhoneLimiter>,
+    /// Set once the send's details are loaded.
+    setup: Option<Arc<SendSetup>>,
+    /// Where the scan of due pending messages stands.
+    cursor: PendingCursor,
+    /// Not before this time (unix ms) look for due messages again.
+    next_load_at: i64,
+    loading: bool,
+    /// Loaded messages offered to the limiter, by id.
+    offered: HashMap<i64, PendingMessage>,
+    /// Granted, being marked `dispatching`.
+    marking: usize,
+    in_flight: HashMap<i64, InFlight>,
+    /// Outcomes not yet written.
+    outcomes: Vec<(i64, Outcome)>,
+    flushing: bool,
+    /// Messages with an unknown outcome: (id, when the grace period ends).
+    unknown: Vec<(i64, i64)>,
+    paused: bool,
+    cancelled: bool,
+    stopped: bool,
+    settling: bool,
+    /// Restarts so far (for backoff).
+    restarts: u32,
+}
+
+impl BulkSendActor {
+    pub fn new(
+        id: String,
+        ctx: EngineContext,
+        graph: GraphClient,
+        supervisor: Addr<JobSupervisor>,
+        limiter: Addr<PhoneLimiter>,
+    ) -> Self {
+        BulkSendActor {
+            id,
+            ctx,
+            graph,
+            supervisor,
+            limiter,
+            setup: None,
+            cursor: (i64::MIN, 0),
+            next_load_at: i64::MIN,
+            loading: false,
+            offered: HashMap::new(),
+            marking: 0,
+            in_flight: HashMap::new(),
+            outcomes: Vec::new(),
+            flushing: false,
+            unknown: Vec::new(),
+            paused: false,
+            cancelled: false,
+            stopped: false,
+            settling: false,
+            restarts: 0,
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.ctx.clock.now_ms()
+    }
+
+    /// Loads the send, its number and template, and the messages left in `dispatching` by a
+    /// previous run (their outcome is unknown: they wait for a webhook for the grace period,
+    /// counted from when they were dispatched).
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let id = self.id.clone();
+        let grace_ms = self.grace_ms();
+        let fut = self.ctx.db.run(move |conn| {
+            let Some(send) = sends::load_send(conn, &id)? else {
+                return Ok(None);
+            };
+            let Some((number, account)) = accounts::number_by_id(conn, send.phone_number_id)?
+            else {
+                return Ok(None);
+            };
+            let Some(template) = accounts::template_by_id(conn, send.template_id)? else {
+                return Ok(None);
+            };
+            let dispatching = sends::dispatching_messages(conn, &id)?;
+            Ok::<_, StorageError>(Some((send, number, account, template, dispatching)))
+        });
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(Some((send, number, account, template, dispatching))) => {
+                let components: Value = serde_json::from_str(&template.components).unwrap_or(Value::Null);
+                let spec = match TemplateSpec::from_meta(Some(&template.parameter_format), &components) {
+                    Ok(spec) => spec,
+                    Err(err) => {
+                        let reason = format!("template_unusable: {err}");
+                        act.stop_send(reason, ctx);
+                        return;
+                    }
+                };
+                act.paused = send.paused;
+                act.cancelled = send.status() == BulkStatus::Cancelled;
+                act.stopped = send.failure_reason.is_some();
+                act.unknown = dispatching
+                    .into_iter()
+                    .map(|m| (m.id, m.dispatched_at.unwrap_or(0) + grace_ms))
+                    .collect();
+                act.setup = Some(Arc::new(SendSetup {
+                    phone_number_id: number.phone_number_id,
+                    portfolio_id: account.portfolio_id,
+                    access_token: account.access_token,
+                    template_name: template.name,
+                    language: template.language,
+                    spec,
+                    scheduled_at: send.scheduled_at,
+                }));
+                tracing::debug!(bulk_send_id = %act.id, "A bulk send actor is running.");
+            }
+            Ok(None) => {
+                tracing::warn!(bulk_send_id = %act.id, "A bulk send vanished from the database; its actor stops.");
+                act.retire(ctx);
+            }
+            Err(err) => {
+                tracing::warn!(bulk_send_id = %act.id, error = %err, "Loading a bulk send failed; its actor restarts.");
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn grace_ms(&self) -> i64 {
+        i64::try_from(self.ctx.config.reconcile_grace_secs)
+            .unwrap_or(i64::MAX / 2)
+            .saturating_mul(1000)
+    }
+
+    /// The periodic chores.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.setup.is_none() || self.settling {
+            return;
+        }
+        let now = self.now();
+        self.reconcile_due(now);
+        self.flush(ctx);
+        self.refill(now, ctx);
+        self.settle_if_done(ctx);
+    }
+
+    fn may_dispatch(&self, now: i64) -> bool {
+        let scheduled = self
+            .setup
+            .as_ref()
+            .and_then(|s| s.scheduled_at)
+            .is_some_and(|at| at > now);
+        !(self.paused || self.cancelled || self.stopped || scheduled)
+    }
+
+    /// Loads the next page of due messages when the offer runs low.
+    fn refill(&mut self, now: i64, ctx: &mut Context<Self>) {
+        if self.loading
+            || !self.may_dispatch(now)
+            || now < self.next_load_at
+            || self.offered.len() >= OFFER_TARGET / 2
+        {
+            return;
+        }
+        self.loading = true;
+        let (id, cursor) = (self.id.clone(), self.cursor);
+        let limit = PAGE.min((OFFER_TARGET - self.offered.len()) as i64).max(1);
+        let fut = self
+            .ctx
+            .db
+            .run(move |conn| sends::due_pending(conn, &id, cursor, now, limit));
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            act.loading = false;
+            match result {
+                Ok(page) => {
+                    if page.is_empty() {
+                        act.next_load_at = now + IDLE_RECHECK_MS;
+                        act.settle_if_done(ctx);
+                        return;
+                    }
+                    if (page.len() as i64) < limit {
+                        act.next_load_at = now + IDLE_RECHECK_MS;
+                    }
+                    if let Some(last) = page.last() {
+                        act.cursor = (last.next_attempt_at, last.id);
+                    }
+                    if !act.may_dispatch(act.now()) {
+                        // Paused or cancelled while loading: forget the page, the cursor
+                        // rewinds so a resume finds it again.
+                        act.cursor = (i64::MIN, 0);
+                        return;
+                    }
+                    let candidates: Vec<(i64, String)> =
+                        page.iter().map(|m| (m.id, m.recipient.clone())).collect();
+                    for m in page {
+                        act.offered.insert(m.id, m);
+                    }
+                    act.limiter.do_send(LimiterCall::Offer {
+                        send_id: act.id.clone(),
+                        candidates,
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(bulk_send_id = %act.id, error = %err, "Loading due messages failed; retrying.");
+                    act.next_load_at = now + IDLE_RECHECK_MS;
+                }
+            }
+        }));
+    }
+
+    /// Granted messages: mark them `dispatching` durably, then send them.
+    fn dispatch(&mut self, ids: Vec<i64>, ctx: &mut Context<Self>) {
+        let Some(setup) = self.setup.clone() else {
+            return;
+        };
+        let granted: Vec<PendingMessage> = ids
+            .iter()
+            .filter_map(|id| self.offered.remove(id))
+            .collect();
+        if granted.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let marks: Vec<(i64, String)> = granted
+            .iter()
+            .map(|m| (m.id, m.recipient.clone()))
+            .collect();
+        let (id, portfolio) = (self.id.clone(), setup.portfolio_id.clone());
+        self.marking += granted.len();
+        let fut = self
+            .ctx
+            .writer
+            .write(move |conn| sends::mark_dispatching(conn, &id, &portfolio, &marks, now));
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            act.marking -= granted.len();
+            match result {
+                Ok(marked) => {
+                    let marked: std::collections::HashSet<i64> = marked.into_iter().collect();
+                    for message in granted {
+                        if !marked.contains(&message.id) {
+                            continue;
+                        }
+                        if act.cancelled || act.stopped {
+                            // Decided after the grant: never sent.
+                            act.outcomes.push((message.id, Outcome::Cancelled));
+                            continue;
+                        }
+                        act.send_one(message, now, setup.clone(), ctx);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(bulk_send_id = %act.id, error = %err,
+                        "Marking messages as dispatching failed; the actor restarts from the database.");
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+
+    fn send_one(
+        &mut self,
+        message: PendingMessage,
+        dispatched_at: i64,
+        setup: Arc<SendSetup>,
+        ctx: &mut Context<Self>,
+    ) {
+        let variables: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&message.variables).unwrap_or_default();
+        let buttons: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&message.button_variables).unwrap_or_default();
+        let components = setup.spec.render(&variables, &buttons);
+        let opaque = format!("{}/{}", self.id, message.id);
+        let body = serde_json::to_vec(&TemplateMessage::new(
+            &message.recipient,
+            &opaque,
+            &setup.template_name,
+            &setup.language,
+            &components,
+        ));
+        let attempts = message.attempts + 1;
+        self.in_flight.insert(
+            message.id,
+            InFlight {
+                recipient: message.recipient,
+                attempts,
+                dispatched_at,
+            },
+        );
+        let graph = self.graph.clone();
+        let id = message.id;
+        let fut = async move {
+            match body {
+                Ok(body) => {
+                    graph
+                        .send_raw(&setup.access_token, &setup.phone_number_id, body)
+                        .await
+                }
+                Err(e) => Err(SendFailure::Connect(format!(
+                    "cannot encode the message: {e}"
+                ))),
+            }
+        };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |result, act, ctx| act.on_answer(id, result, ctx)),
+        );
+    }
+
+    /// Meta's answer to one message.
+    fn on_answer(
+        &mut self,
+        id: i64,
+        result: Result<crate::meta::client::Accepted, SendFailure>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(flight) = self.in_flight.remove(&id) else {
+            return;
+        };
+        let now = self.now();
+        let failure = match result {
+            Ok(accepted) => {
+                self.outcomes.push((
+                    id,
+                    Outcome::Accepted {
+                        wamid: accepted.wamid,
+                    },
+                ));
+                self.flush_if_full(ctx);
+                return;
+            }
+            Err(failure) => failure,
+        };
+        let attempt = u32::try_from(flight.attempts.max(1) - 1).unwrap_or(0);
+        let Some(action) = failure.action(attempt) else {
+            // Meta may have taken it: wait for a webhook naming it.
+            tracing::debug!(bulk_send_id = %self.id, message_id = id, error = %failure,
+                "A dispatch has an unknown outcome; waiting for a webhook.");
+            self.unknown
+                .push((id, flight.dispatched_at + self.grace_ms()));
+            return;
+        };
+        let (code, message) = match &failure {
+            SendFailure::Meta(e) => (e.has_meta_code().then_some(e.code), e.to_string()),
+            other => (None, other.to_string()),
+        };
+        let retry = |after: Duration| Outcome::Retry {
+            next_attempt_at: now + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 4),
+            error_code: code,
+            error_message: message.clone(),
+        };
+        let exhausted = flight.attempts >= MAX_ATTEMPTS;
+        let failed = || Outcome::Failed {
+            error_code: code,
+            error_message: message.clone(),
+        };
+        let outcome = match &action {
+            ErrorAction::RetryLater { after } | ErrorAction::AppRateLimited { after } => {
+                if exhausted {
+                    failed()
+                } else {
+                    retry(*after)
+                }
+            }
+            ErrorAction::Throttled { after } => {
+                self.limiter
+                    .do_send(LimiterCall::Feedback(Feedback::Throttled { after: *after }));
+                if exhausted {
+                    failed()
+                } else {
+                    retry(*after)
+                }
+            }
+            ErrorAction::PairRateLimited { after } => {
+                let until = now + i64::try_from(after.as_millis()).unwrap_or(0);
+                self.limiter
+                    .do_send(LimiterCall::Feedback(Feedback::PairRate {
+                        recipient: flight.recipient.clone(),
+                        until_ms: until,
+                    }));
+                if exhausted {
+                    failed()
+                } else {
+                    retry(*after)
+                }
+            }
+            ErrorAction::FailMessage => failed(),
+            ErrorAction::PauseNumber => {
+                self.pause_number(format!("Meta restricted the number: {message}"), ctx);
+                retry(Duration::from_secs(1))
+            }
+            ErrorAction::StopSend { reason } if reason.is_temporary() => {
+                self.pause_self(format!("{}: {message}", reason.as_str()), ctx);
+                retry(Duration::from_secs(1))
+            }
+            ErrorAction::StopSend { reason } => {
+                self.stop_send(format!("{}: {message}", reason.as_str()), ctx);
+                failed()
+            }
+            ErrorAction::StopAccount { reason } => {
+                self.pause_number(format!("{}: {message}", reason.as_str()), ctx);
+                self.stop_send(format!("{}: {message}", reason.as_str()), ctx);
+                failed()
+            }
+        };
+        let outcome = match outcome {
+            Outcome::Retry { .. } if self.cancelled => Outcome::Cancelled,
+            other => other,
+        };
+        self.outcomes.push((id, outcome));
+        self.flush_if_full(ctx);
+    }
+
+    fn flush_if_full(&mut self, ctx: &mut Context<Self>) {
+        if self.outcomes.len() >= FLUSH_MAX {
+            self.flush(ctx);
+        }
+    }
+
+    /// Writes the outcomes gathered so far in one job.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.outcomes.is_empty() {
+            return;
+        }
+        let take = self.outcomes.len().min(FLUSH_MAX);
+        let batch: Vec<(i64, Outcome)> = self.outcomes.drain(..take).collect();
+        self.flushing = true;
+        let id = self.id.clone();
+        let now = self.now();
+        let fut = self
+            .ctx
+            .writer
+            .write(move |conn| sends::record_outcomes(conn, &id, &batch, now).map(|s| (s, batch)));
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+            act.flushing = false;
+            match result {
+                Ok(_) => act.settle_if_done(ctx),
+                Err(err) => {
+                    // The messages stay `dispatching` in the database; a restart reconciles
+                    // them. Restarting now is the honest way to not lose track.
+                    tracing::warn!(bulk_send_id = %act.id, error = %err,
+                        "Recording outcomes failed; the actor restarts from the database.");
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+
+    /// Unknown outcomes whose grace period is over: resend or fail, by policy.
+    fn reconcile_due(&mut self, now: i64) {
+        if self.unknown.is_empty() {
+            return;
+        }
+        let policy = self.ctx.config.reconcile_policy;
+        let cursor_at = self.cursor.0;
+        let mut still = Vec::with_capacity(self.unknown.len());
+        for (id, deadline) in std::mem::take(&mut self.unknown) {
+            if deadline > now {
+                still.push((id, deadline));
+                continue;
+            }
+            let outcome = if self.cancelled {
+                Outcome::Cancelled
+            } else {
+                match policy {
+                    ReconcilePolicy::Resend => Outcome::Reset {
+                        next_attempt_at: now.max(cursor_at.saturating_add(1)),
+                    },
+                    ReconcilePolicy::Fail => Outcome::Failed {
+                        error_code: None,
+                        error_message: "unknown_outcome: no answer or webhook from Meta within the grace period".into(),
+                    },
+                }
+            };
+            self.outcomes.push((id, outcome));
+        }
+        self.unknown = still;
+    }
+
+    /// Pauses this send on its own (a paused template).
+    fn pause_self(&mut self, reason: String, ctx: &mut Context<Self>) {
+        if self.paused {
+            return;
+        }
+        self.paused = true;
+        self.withdraw();
+        let id = self.id.clone();
+        let fut = self
+            .ctx
+            .writer
+            .write(move |conn| sends::set_paused(conn, &id, true, Some(&reason)));
+        ctx.spawn(fut.into_actor(self).map(|result, act, _| {
+            if let Err(err) = result {
+                tracing::warn!(bulk_send_id = %act.id, error = %err, "Recording a pause failed.");
+            }
+        }));
+    }
+
+    /// Pauses every send of this number (spam limit, account problems): persisted on the
+    /// number, applied by its limiter.
+    fn pause_number(&mut self, reason: String, ctx: &mut Context<Self>) {
+        let Some(setup) = self.setup.clone() else {
+            return;
+        };
+        self.limiter
+            .do_send(LimiterCall::Feedback(Feedback::PauseNumber {
+                reason: reason.clone(),
+            }));
+        let now = self.now();
+        let phone_number_id = setup.phone_number_id.clone();
+        let fut = self.ctx.writer.write(move |conn| {
+            accounts::set_number_override(
+                conn,
+                &phone_number_id,
+                &NumberOverride {
+                    throughput_mps: None,
+                    paused: Some(true),
+                },
+                now,
+            )
+            .map_err(|e| match e {
+                accounts::AccountError::Storage(s) => s,
+                other => StorageError::CommitFailed(other.to_string()),
+            })?;
+            Ok(())
+        });
+        ctx.spawn(fut.into_actor(self).map(|result, act, _| {
+            if let Err(err) = result {
+                tracing::warn!(bulk_send_id = %act.id, error = %err, "Pausing the number failed.");
+            }
+        }));
+        tracing::warn!(bulk_send_id = %self.id, phone_number_id = %setup.phone_number_id, %reason,
+            "The number is paused; its sends wait for an operator.");
+    }
+
+    /// A fatal error: the send stops, FAILED, pending messages fail with the reason.
+    fn stop_send(&mut self, reason: String, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        self.withdraw();
+        tracing::warn!(bulk_send_id = %self.id, %reason, "The bulk send is stopped.");
+        let id = self.id.clone();
+        let now = self.now();
+        let fut = self
+            .ctx
+            .writer
+            .write(move |conn| sends::stop_send(conn, &id, &reason, now));
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(()) => act.settle_if_done(ctx),
+            Err(err) => {
+                tracing::warn!(bulk_send_id = %act.id, error = %err, "Stopping the send failed; restarting.");
+                act.stopped = false;
+                ctx.stop();
+            }
+        }));
+    }
+
+    /// Takes this send's candidates back from the limiter.
+    fn withdraw(&mut self) {
+        self.limiter.do_send(LimiterCall::Withdraw {
+            send_id: self.id.clone(),
+        });
+        self.offered.clear();
+        self.cursor = (i64::MIN, 0);
+        self.next_load_at = i64::MIN;
+    }
+
+    /// Finishes when nothing is left here and the database agrees nothing is pending.
+    fn settle_if_done(&mut self, ctx: &mut Context<Self>) {
+        let idle = self.offered.is_empty()
+            && self.marking == 0
+            && self.in_flight.is_empty()
+            && self.outcomes.is_empty()
+            && !self.flushing
+            && !self.loading
+            && self.unknown.is_empty();
+        if !idle || self.settling {
+            return;
+        }
+        let now = self.now();
+        let nothing_due_soon = !self.may_dispatch(now) || now < self.next_load_at;
+        if !nothing_due_soon && !self.cancelled && !self.stopped {
+            return;
+        }
+        let id = self.id.clone();
+        self.settling = true;
+        let fut = self.ctx.db.run(move |conn| sends::load_send(conn, &id));
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+            act.settling = false;
+            match result {
+                Ok(Some(send)) if send.is_settled() => {
+                    tracing::info!(bulk_send_id = %act.id, status = %send.status, "The bulk send finished.");
+                    act.retire(ctx);
+                }
+                Ok(None) => act.retire(ctx),
+                Ok(Some(_)) => {}
+                Err(err) => {
+                    tracing::warn!(bulk_send_id = %act.id, error = %err, "Checking whether a send finished failed.");
+                }
+            }
+        }));
+    }
+
+    /// Leaves for good: the supervisor and the limiter drop their addresses, so the
+    /// `Supervisor` does not restart this actor.
+    fn retire(&mut self, ctx: &mut Context<Self>) {
+        self.limiter.do_send(LimiterCall::Unregister {
+            send_id: self.id.clone(),
+        });
+        self.supervisor.do_send(SendSettled {
+            id: self.id.clone(),
+        });
+        self.settling = true;
+        ctx.stop();
+    }
+}
+
+impl Actor for BulkSendActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let delay = Duration::from_millis(u64::from(self.restarts.min(10)) * 500);
+        ctx.run_later(delay, |act, ctx| {
+            act.load(ctx);
+            act.limiter.do_send(LimiterCall::Register {
+                send_id: act.id.clone(),
+                grants: ctx.address().recipient(),
+            });
+        });
+        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl actix::Supervised for BulkSendActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::info!(bulk_send_id = %self.id, "Restarting a bulk send actor from the database.");
+        self.limiter.do_send(LimiterCall::Withdraw {
+            send_id: self.id.clone(),
+        });
+        let restarts = self.restarts + 1;
+        *self = BulkSendActor::new(
+            self.id.clone(),
+            self.ctx.clone(),
+            self.graph.clone(),
+            self.supervisor.clone(),
+            self.limiter.clone(),
+        );
+        self.restarts = restarts;
+    }
+}
+
+impl Handler<Grants> for BulkSendActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Grants, ctx: &mut Context<Self>) {
+        if self.settling {
+            return;
+        }
+        self.dispatch(msg.ids, ctx);
+    }
+}
+
+/// A client's control request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlAction {
+    Cancel,
+    Pause,
+    Resume,
+}
+
+/// What a control request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlOutcome {
+    Done,
+    AlreadyFinished,
+}
+
+/// Cancel, pause or resume, answered once durable.
+#[derive(Message)]
+#[rtype(result = "Result<ControlOutcome, StorageError>")]
+pub struct Control(pub ControlAction);
+
+impl Handler<Control> for BulkSendActor {
+    type Result = ResponseActFuture<Self, Result<ControlOutcome, StorageError>>;
+
+    fn handle(&mut self, msg: Control, _ctx: &mut Context<Self>) -> Self::Result {
+        let id = self.id.clone();
+        let now = self.now();
+        match msg.0 {
+            ControlAction::Cancel => {
+                // From here on nothing more is handed to Meta.
+                self.cancelled = true;
+                self.withdraw();
+                let fut = self
+                    .ctx
+                    .writer
+                    .write(move |conn| sends::cancel_send(conn, &id, now));
+                Box::pin(fut.into_actor(self).map(|result, act, ctx| {
+                    let done = result?;
+                    act.settle_if_done(ctx);
+                    Ok(if done {
+                        ControlOutcome::Done
+                    } else {
+                        ControlOutcome::AlreadyFinished
+                    })
+                }))
+            }
+            ControlAction::Pause | ControlAction::Resume => {
+                let pause = msg.0 == ControlAction::Pause;
+                if self.cancelled || self.stopped {
+                    return Box::pin(fut::ready(Ok(ControlOutcome::AlreadyFinished)));
+                }
+                if pause {
+                    self.paused = true;
+                    self.withdraw();
+                } else {
+                    self.paused = false;
+                    self.next_load_at = i64::MIN;
+                }
+                let fut = self.ctx.writer.write(move |conn| {
+                    sends::set_paused(conn, &id, pause, pause.then_some("paused by the client"))
+                });
+                Box::pin(fut.into_actor(self).map(|result, _, _| {
+                    result?;
+                    Ok(ControlOutcome::Done)
+                }))
+            }
+        }
+    }
+}

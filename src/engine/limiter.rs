@@ -1,0 +1,317 @@
+//! `PhoneLimiter`: one per sender number. Grants send slots so that Meta never has to say
+//! no — throughput (≤ the number's mps in any second), the portfolio's unique-recipient quota
+//! per moving 24 h (shared by every number of the portfolio, rebuilt from the quota ledger
+//! after a restart), one message per recipient per 6 s — fairly between the sends sharing
+//! the number. All of that is decided by `domain::pacing::DispatchPlanner`; this actor feeds
+//! it offers and feedback, applies the number's settings, and delivers the grants.
+//!
+//! Operator overrides (`mindo-bulk number set`) and tier or quality changes stored by a sync
+//! or a webhook are read back from the database every [`SETTINGS_REFRESH`], so a running
+//! daemon applies them within seconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use parking_lot::Mutex;
+
+use super::EngineContext;
+use crate::domain::eta::WINDOW_MS;
+use crate::domain::pacing::{
+    Candidate, DispatchPlanner, PairRate, PauseReason, PortfolioQuota, ThroughputGate,
+};
+use crate::storage::accounts;
+use crate::storage::sends;
+
+/// How often the limiter plans grants.
+const TICK: Duration = Duration::from_millis(5);
+/// How often the number's settings are read back from the database.
+const SETTINGS_REFRESH: Duration = Duration::from_secs(2);
+/// Slack between our second and Meta's: ≤ cap grants in any (1 s + margin) window.
+const THROUGHPUT_MARGIN: Duration = Duration::from_millis(10);
+/// Pair-rate interval (Meta: one message per recipient per 6 s).
+const PAIR_INTERVAL_MS: i64 = 6_000;
+
+/// A portfolio's quota, shared by the limiters of its numbers.
+#[derive(Debug)]
+pub struct SharedQuota {
+    inner: Mutex<QuotaState>,
+}
+
+#[derive(Debug)]
+struct QuotaState {
+    quota: PortfolioQuota,
+    /// Whether the ledger has been read into `quota` (no grants before).
+    loaded: bool,
+    /// Whether some limiter is reading it.
+    loading: bool,
+}
+
+/// Portfolio quotas by portfolio id.
+pub type QuotaRegistry = Arc<Mutex<HashMap<String, Arc<SharedQuota>>>>;
+
+/// Slots granted to a send: dispatch these messages now.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Grants {
+    pub ids: Vec<i64>,
+}
+
+/// What Meta told a send about the number's limits.
+#[derive(Debug, Clone)]
+pub enum Feedback {
+    /// 130429: too fast; grant nothing for a while.
+    Throttled { after: Duration },
+    /// 131056: this recipient waits.
+    PairRate { recipient: String, until_ms: i64 },
+    /// 131048 or an account problem: the number stops until an operator resumes it.
+    PauseNumber { reason: String },
+}
+
+/// Calls from send actors.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum LimiterCall {
+    /// A send starts using the number.
+    Register {
+        send_id: String,
+        grants: Recipient<Grants>,
+    },
+    /// Messages ready to go: `(message id, recipient)`.
+    Offer {
+        send_id: String,
+        candidates: Vec<(i64, String)>,
+    },
+    /// The send takes back what it offered (paused, cancelled, stopped).
+    Withdraw {
+        send_id: String,
+    },
+    /// The send is done with the number.
+    Unregister {
+        send_id: String,
+    },
+    Feedback(Feedback),
+}
+
+/// The actor.
+pub struct PhoneLimiter {
+    phone_row_id: i64,
+    ctx: EngineContext,
+    quotas: QuotaRegistry,
+    planner: DispatchPlanner<Arc<str>>,
+    quota: Option<Arc<SharedQuota>>,
+    grants_to: HashMap<Arc<str>, Recipient<Grants>>,
+    /// Whether the number is paused in the database (operator or engine).
+    paused_in_db: bool,
+}
+
+impl PhoneLimiter {
+    pub fn new(phone_row_id: i64, ctx: EngineContext, quotas: QuotaRegistry) -> Self {
+        PhoneLimiter {
+            phone_row_id,
+            ctx,
+            quotas,
+            planner: DispatchPlanner::new(
+                ThroughputGate::new(0, THROUGHPUT_MARGIN),
+                PairRate::with_interval_ms(PAIR_INTERVAL_MS),
+            ),
+            quota: None,
+            grants_to: HashMap::new(),
+            paused_in_db: false,
+        }
+    }
+
+    /// Reads the number's settings and applies them; the first time, also joins (and if need
+    /// be loads) the portfolio's quota and the recent pair-rate history.
+    fn refresh_settings(&mut self, ctx: &mut Context<Self>) {
+        let id = self.phone_row_id;
+        let fut = self
+            .ctx
+            .db
+            .run(move |conn| accounts::number_by_id(conn, id));
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(Some((number, account))) => {
+                let cap = number.effective_mps();
+                if act.planner.gate().cap() != cap {
+                    tracing::info!(phone_number_id = %number.phone_number_id, mps = cap,
+                        "The number's throughput is set.");
+                    act.planner.gate_mut().set_cap(cap);
+                }
+                if number.paused != act.paused_in_db {
+                    act.paused_in_db = number.paused;
+                    if number.paused {
+                        act.planner.pause(PauseReason::Operator);
+                    } else {
+                        act.planner.resume();
+                    }
+                }
+                let limit = number.tier().limit();
+                match &act.quota {
+                    Some(shared) => {
+                        let mut state = shared.inner.lock();
+                        if state.quota.limit() != limit {
+                            state.quota.set_limit(limit);
+                        }
+                    }
+                    None => act.join_quota(account.portfolio_id, limit, ctx),
+                }
+            }
+            Ok(None) => tracing::warn!(phone_row_id = act.phone_row_id, "A limiter's number is gone."),
+            Err(err) => tracing::warn!(error = %err, "Reading a number's settings failed; keeping the last ones."),
+        }));
+    }
+
+    fn join_quota(&mut self, portfolio_id: String, limit: Option<u32>, ctx: &mut Context<Self>) {
+        let shared = self
+            .quotas
+            .lock()
+            .entry(portfolio_id.clone())
+            .or_insert_with(|| {
+                Arc::new(SharedQuota {
+                    inner: Mutex::new(QuotaState {
+                        quota: PortfolioQuota::new(limit),
+                        loaded: false,
+                        loading: false,
+                    }),
+                })
+            })
+            .clone();
+        let must_load = {
+            let mut state = shared.inner.lock();
+            let must = !state.loaded && !state.loading;
+            state.loading |= must;
+            must
+        };
+        self.quota = Some(shared.clone());
+        let now = self.ctx.clock.now_ms();
+        let since = if must_load {
+            now - WINDOW_MS
+        } else {
+            now - PAIR_INTERVAL_MS
+        };
+        let fut = self
+            .ctx
+            .db
+            .run(move |conn| sends::quota_window(conn, &portfolio_id, since));
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(entries) => {
+                        for (recipient, at) in &entries {
+                            if *at > now - PAIR_INTERVAL_MS {
+                                act.planner.pair_rate_mut().record(recipient, *at);
+                            }
+                        }
+                        if must_load {
+                            let mut state = shared.inner.lock();
+                            state.quota.load(entries, now);
+                            state.loaded = true;
+                            state.loading = false;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "Reading the quota ledger failed; retrying.");
+                        if must_load {
+                            shared.inner.lock().loading = false;
+                        }
+                        act.quota = None;
+                        ctx.run_later(Duration::from_secs(1), |act, ctx| act.refresh_settings(ctx));
+                    }
+                }),
+        );
+    }
+
+    /// Plans grants and delivers them, one message per send.
+    fn plan(&mut self) {
+        let Some(shared) = self.quota.clone() else {
+            return;
+        };
+        let plan = {
+            let mut state = shared.inner.lock();
+            if !state.loaded {
+                return;
+            }
+            self.planner
+                .plan(Instant::now(), self.ctx.clock.now_ms(), &mut state.quota)
+        };
+        if plan.grants.is_empty() {
+            return;
+        }
+        let mut by_send: HashMap<Arc<str>, Vec<i64>> = HashMap::new();
+        for grant in plan.grants {
+            by_send
+                .entry(grant.send_id)
+                .or_default()
+                .push(grant.message_id);
+        }
+        for (send_id, ids) in by_send {
+            if let Some(to) = self.grants_to.get(&send_id) {
+                to.do_send(Grants { ids });
+            }
+        }
+    }
+}
+
+impl Actor for PhoneLimiter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.refresh_settings(ctx);
+        ctx.run_interval(SETTINGS_REFRESH, |act, ctx| act.refresh_settings(ctx));
+        ctx.run_interval(TICK, |act, _| act.plan());
+    }
+}
+
+impl Handler<LimiterCall> for PhoneLimiter {
+    type Result = ();
+
+    fn handle(&mut self, msg: LimiterCall, _ctx: &mut Context<Self>) {
+        match msg {
+            LimiterCall::Register { send_id, grants } => {
+                let key: Arc<str> = send_id.into();
+                self.planner.add_send(key.clone());
+                self.grants_to.insert(key, grants);
+            }
+            LimiterCall::Offer {
+                send_id,
+                candidates,
+            } => {
+                let key: Arc<str> = send_id.into();
+                self.planner.add_send(key.clone());
+                self.planner.offer(
+                    &key,
+                    candidates
+                        .into_iter()
+                        .map(|(message_id, recipient)| Candidate {
+                            message_id,
+                            recipient,
+                        }),
+                );
+                self.plan();
+            }
+            LimiterCall::Withdraw { send_id } => {
+                self.planner.withdraw(&Arc::from(send_id));
+            }
+            LimiterCall::Unregister { send_id } => {
+                let key: Arc<str> = send_id.into();
+                self.planner.remove_send(&key);
+                self.grants_to.remove(&key);
+            }
+            LimiterCall::Feedback(Feedback::Throttled { after }) => {
+                self.planner.gate_mut().throttle(Instant::now(), after);
+            }
+            LimiterCall::Feedback(Feedback::PairRate {
+                recipient,
+                until_ms,
+            }) => {
+                self.planner.pair_rate_mut().penalize(&recipient, until_ms);
+            }
+            LimiterCall::Feedback(Feedback::PauseNumber { reason }) => {
+                tracing::warn!(phone_row_id = self.phone_row_id, %reason, "The number is paused.");
+                self.planner.pause(PauseReason::SpamRateLimit);
+                self.paused_in_db = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The engine: actix actors as thin shells over `domain/`, doing the I/O.
+//!
+//! - `supervisor`: `JobSupervisor`, which starts, restarts and routes to the actors below.
+//! - `bulk_send`: `BulkSendActor`, one per unfinished send: pages, dispatches, records.
+//! - `limiter`: `PhoneLimiter`, one per sender number: grants send slots by throughput,
+//!   portfolio quota and pair rate, fairly between the number's sends.
+//! - `writer`: the one database writer, with group commit.
+//!
+//! The actors live on one arbiter of their own (a thread with its own event loop), apart from
+//! the HTTP workers; the Graph client (`awc`, `!Send`) is created there.
+
+pub mod bulk_send;
+pub mod limiter;
+pub mod supervisor;
+pub mod writer;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::storage::sends::{AppliedUpdates, StatusUpdate};
+use crate::storage::{Db, StorageError};
+use bulk_send::{Control, ControlAction, ControlOutcome};
+use supervisor::{ApplyStatuses, IsResumed, JobSupervisor, RouteControl, StartSend};
+use writer::StoreWriter;
+
+/// What every actor of the engine shares.
+#[derive(Clone, Debug)]
+pub struct EngineContext {
+    pub db: Db,
+    pub writer: StoreWriter,
+    pub config: Arc<Config>,
+    pub clock: SharedClock,
+}
+
+/// Why the engine could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the engine is not running")]
+    Stopped,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A handle to the running engine; cheap to clone, usable from any thread.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    supervisor: Addr<JobSupervisor>,
+    arbiter: ArbiterHandle,
+}
+
+impl Engine {
+    /// Starts the writer thread, the engine's arbiter and the supervisor on it; the
+    /// supervisor resumes every unfinished send.
+    pub fn start(db: Db, config: Arc<Config>, clock: SharedClock) -> Engine {
+        let writer = StoreWriter::start(db.clone());
+        let context = EngineContext {
+            db,
+            writer,
+            config,
+            clock,
+        };
+        let arbiter = Arbiter::new().handle();
+        let supervisor =
+            JobSupervisor::start_in_arbiter(&arbiter, move |_| JobSupervisor::new(context));
+        Engine {
+            supervisor,
+            arbiter,
+        }
+    }
+
+    /// A send was stored: start dispatching it.
+    pub fn send_created(&self, id: String) {
+        self.supervisor.do_send(StartSend { id });
+    }
+
+    /// Cancels, pauses or resumes a send; `AlreadyFinished` when nothing owns it any more.
+    pub async fn control(
+        &self,
+        id: String,
+        action: ControlAction,
+    ) -> Result<ControlOutcome, EngineError> {
+        let routed = self
+            .supervisor
+            .send(RouteControl {
+                id,
+                control: Control(action),
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        match routed {
+            Some(result) => Ok(result?),
+            None => Ok(ControlOutcome::AlreadyFinished),
+        }
+    }
+
+    /// Applies webhook status updates; answers once they are durable.
+    pub async fn apply_statuses(
+        &self,
+        updates: Vec<StatusUpdate>,
+    ) -> Result<AppliedUpdates, EngineError> {
+        Ok(self
+            .supervisor
+            .send(ApplyStatuses { updates })
+            .await
+            .map_err(|_| EngineError::Stopped)??)
+    }
+
+    /// Whether every unfinished send found at boot has been resumed.
+    pub async fn is_resumed(&self) -> bool {
+        self.supervisor.send(IsResumed).await.unwrap_or(false)
+    }
+
+    /// Stops the engine's arbiter (its actors stop with it).
+    pub fn stop(&self) {
+        self.arbiter.stop();
+    }
+}

@@ -1,0 +1,191 @@
+//! `JobSupervisor`: starts a `BulkSendActor` for every unsettled send at boot and for each
+//! new one, keeps one `PhoneLimiter` per sender number, and routes control requests and
+//! webhook updates to the actor that owns the send.
+//!
+//! Send actors run under actix's `Supervisor`, which restarts a stopped actor (with its
+//! state rebuilt from the database) for as long as someone holds its address. The
+//! supervisor drops the address when the actor reports its send settled.
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+
+use super::bulk_send::{BulkSendActor, Control, ControlOutcome};
+use super::limiter::{PhoneLimiter, QuotaRegistry};
+use super::EngineContext;
+use crate::meta::client::GraphClient;
+use crate::storage::sends::{self, AppliedUpdates, StatusUpdate};
+use crate::storage::StorageError;
+
+/// The supervisor actor.
+pub struct JobSupervisor {
+    ctx: EngineContext,
+    graph: GraphClient,
+    sends: HashMap<String, Addr<BulkSendActor>>,
+    /// Limiters by phone-number row id.
+    limiters: HashMap<i64, Addr<PhoneLimiter>>,
+    /// Portfolio quotas, shared by the limiters of a portfolio's numbers.
+    quotas: QuotaRegistry,
+    /// Whether the boot scan finished (readiness).
+    resumed: bool,
+}
+
+impl JobSupervisor {
+    pub fn new(ctx: EngineContext) -> Self {
+        let graph = ctx.config.graph_client();
+        JobSupervisor {
+            ctx,
+            graph,
+            sends: HashMap::new(),
+            limiters: HashMap::new(),
+            quotas: QuotaRegistry::default(),
+            resumed: false,
+        }
+    }
+
+    /// Starts the actor of a send (once), with the limiter of its number.
+    fn start_send(&mut self, id: String, phone_row_id: i64, ctx: &mut Context<Self>) {
+        if self.sends.contains_key(&id) {
+            return;
+        }
+        let limiter = self
+            .limiters
+            .entry(phone_row_id)
+            .or_insert_with(|| {
+                PhoneLimiter::new(phone_row_id, self.ctx.clone(), self.quotas.clone()).start()
+            })
+            .clone();
+        let (engine, graph, me) = (self.ctx.clone(), self.graph.clone(), ctx.address());
+        let actor_id = id.clone();
+        let addr = actix::Supervisor::start(move |_| {
+            BulkSendActor::new(actor_id, engine, graph, me, limiter)
+        });
+        self.sends.insert(id, addr);
+    }
+}
+
+impl Actor for JobSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let fut = self.ctx.db.run(sends::unsettled_sends);
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(unsettled) => {
+                let n = unsettled.len();
+                for send in unsettled {
+                    act.start_send(send.id, send.phone_number_id, ctx);
+                }
+                act.resumed = true;
+                tracing::info!(sends = n, "The engine resumed every unfinished send.");
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "The engine cannot read unfinished sends; retrying.");
+                ctx.run_later(std::time::Duration::from_secs(1), |act, ctx| {
+                    act.started(ctx)
+                });
+            }
+        }));
+    }
+}
+
+/// A new send was stored: start its actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartSend {
+    pub id: String,
+}
+
+impl Handler<StartSend> for JobSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StartSend, ctx: &mut Context<Self>) {
+        let id = msg.id;
+        let fut = self.ctx.db.run({
+            let id = id.clone();
+            move |conn| sends::load_send(conn, &id)
+        });
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(Some(send)) => act.start_send(send.id, send.phone_number_id, ctx),
+            Ok(None) => tracing::warn!(bulk_send_id = %id, "A new send is not in the database."),
+            Err(err) => {
+                // It is stored: the next boot resumes it; try again shortly meanwhile.
+                tracing::warn!(bulk_send_id = %id, error = %err, "Starting a send failed; retrying.");
+                ctx.notify_later(StartSend { id }, std::time::Duration::from_secs(1));
+            }
+        }));
+    }
+}
+
+/// A send actor's send settled: forget its address so it can stop for good.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendSettled {
+    pub id: String,
+}
+
+impl Handler<SendSettled> for JobSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendSettled, _ctx: &mut Context<Self>) {
+        self.sends.remove(&msg.id);
+    }
+}
+
+/// A control request for a send, routed to its actor. `None` when no actor owns the send
+/// (it has settled).
+#[derive(Message)]
+#[rtype(result = "Option<Result<ControlOutcome, StorageError>>")]
+pub struct RouteControl {
+    pub id: String,
+    pub control: Control,
+}
+
+impl Handler<RouteControl> for JobSupervisor {
+    type Result = ResponseFuture<Option<Result<ControlOutcome, StorageError>>>;
+
+    fn handle(&mut self, msg: RouteControl, _ctx: &mut Context<Self>) -> Self::Result {
+        let addr = self.sends.get(&msg.id).cloned();
+        Box::pin(async move {
+            let addr = addr?;
+            match addr.send(msg.control).await {
+                Ok(result) => Some(result),
+                // The actor stopped meanwhile (settled): treat as no owner.
+                Err(_) => None,
+            }
+        })
+    }
+}
+
+/// Webhook status updates, applied durably; answered once committed.
+#[derive(Message)]
+#[rtype(result = "Result<AppliedUpdates, StorageError>")]
+pub struct ApplyStatuses {
+    pub updates: Vec<StatusUpdate>,
+}
+
+impl Handler<ApplyStatuses> for JobSupervisor {
+    type Result = ResponseFuture<Result<AppliedUpdates, StorageError>>;
+
+    fn handle(&mut self, msg: ApplyStatuses, _ctx: &mut Context<Self>) -> Self::Result {
+        let writer = self.ctx.writer.clone();
+        let now = self.ctx.clock.now_ms();
+        Box::pin(async move {
+            writer
+                .write(move |conn| sends::apply_status_updates(conn, &msg.updates, now))
+                .await
+        })
+    }
+}
+
+/// Whether the boot scan has resumed every unfinished send.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsResumed;
+
+impl Handler<IsResumed> for JobSupervisor {
+    type Result = bool;
+
+    fn handle(&mut self, _msg: IsResumed, _ctx: &mut Context<Self>) -> bool {
+        self.resumed
+    }
+}

@@ -1,0 +1,661 @@
+//! `POST /api/v1/meta-templates/send-bulk/`: validate everything, store the send and all its
+//! messages in one transaction, answer 202 at once; the engine takes it from there.
+//!
+//! Order of work: the `Idempotency-Key` is claimed first (a replay answers before anything
+//! else is looked at), then the body is parsed and every recipient validated off the async
+//! executor (phone parsing is CPU work), then the send is stored together with the key's
+//! answer. A refused request releases its key: nothing was created, the key may be reused.
+
+use std::collections::{BTreeMap, HashSet};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::auth::Authenticated;
+use super::error::{ApiError, MAX_ERRORS};
+use crate::clock::format_api_time;
+use crate::domain::eta::{estimate_minutes, QuotaInfo, QuotaWindow, WINDOW_MS};
+use crate::domain::phone::E164;
+use crate::domain::template::TemplateSpec;
+use crate::domain::tier::Tier;
+use crate::startup::AppState;
+use crate::storage::accounts::{self, BusinessAccount, PhoneNumber, Template};
+use crate::storage::idempotency::{self, Claim};
+use crate::storage::sends::{self, NewMessage, NewSend};
+use crate::storage::StorageError;
+
+/// How far ahead a send may be scheduled.
+const MAX_SCHEDULE_AHEAD_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+/// Recipients shown in a dry run's preview.
+const PREVIEW_RECIPIENTS: usize = 5;
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+#[derive(Debug, Deserialize)]
+struct SendBulkRequest {
+    phone_number_id: String,
+    template_name: String,
+    #[serde(default = "default_language")]
+    language: String,
+    recipients: Vec<Value>,
+    #[serde(default)]
+    skip_invalid: bool,
+    #[serde(default)]
+    scheduled_at: Option<String>,
+    #[serde(default)]
+    callback_url: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn default_language() -> String {
+    "es".into()
+}
+
+/// A recipient that passed validation.
+struct ValidRecipient {
+    phone: E164,
+    variables: BTreeMap<String, String>,
+    button_variables: BTreeMap<String, String>,
+}
+
+/// The outcome of validating every recipient.
+struct Validated {
+    unique: Vec<ValidRecipient>,
+    /// Indexes that failed validation.
+    invalid: usize,
+    /// The first problems found (one more than shown, to flag truncation).
+    errors: Vec<Value>,
+}
+
+#[derive(Serialize)]
+struct CreateResponse {
+    bulk_send_id: String,
+    task_id: String,
+    status: &'static str,
+    template_name: String,
+    total_recipients: usize,
+    unique_recipients: usize,
+    estimated_time_minutes: f64,
+    created_at: String,
+    whatsapp_phone_number: NumberSummary,
+    quota_info: QuotaInfo,
+    invalid_recipients: usize,
+    scheduled_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preview: Option<Vec<Value>>,
+}
+
+#[derive(Serialize)]
+struct NumberSummary {
+    id: i64,
+    phone_number_id: String,
+    display_phone_number: String,
+    verified_name: String,
+    quality_rating: String,
+    messaging_limit_tier: &'static str,
+}
+
+/// The handler.
+pub async fn create(
+    Authenticated(principal): Authenticated,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let tenant_id = principal.tenant_id;
+    if let Some(key) = key.clone() {
+        let hash = hex::encode(Sha256::digest(&body));
+        let now = state.clock.now_ms();
+        let claim = state
+            .db
+            .write(move |conn| idempotency::claim(conn, tenant_id, &key, &hash, now))
+            .await?;
+        match claim {
+            Claim::Claimed => {}
+            Claim::Replay { status, body } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+                return Ok(HttpResponse::build(status)
+                    .content_type("application/json")
+                    .body(body));
+            }
+            Claim::InProgress => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_in_progress",
+                    "a request with this Idempotency-Key is still being processed",
+                ))
+            }
+            Claim::Reused => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request body",
+                ))
+            }
+        }
+    }
+    let result = create_send(
+        &state,
+        principal.tenant_id,
+        principal.api_key_id,
+        key.clone(),
+        body,
+    )
+    .await;
+    if let (Err(_), Some(key)) = (&result, key) {
+        let released = state
+            .db
+            .write(move |conn| idempotency::release(conn, tenant_id, &key))
+            .await;
+        if let Err(err) = released {
+            tracing::warn!(error = %err, "Could not release an Idempotency-Key after a refused request.");
+        }
+    }
+    result
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN)
+        .ok_or_else(|| {
+            ApiError::validation(format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            ))
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+async fn create_send(
+    state: &web::Data<AppState>,
+    tenant_id: i64,
+    api_key_id: i64,
+    idempotency_key: Option<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let request: SendBulkRequest = web::block(move || serde_json::from_slice(&body))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| ApiError::validation(format!("invalid JSON body: {e}")))?;
+    let now = state.clock.now_ms();
+    check_fields(&request, state.config.max_recipients)?;
+    let scheduled_at = parse_schedule(request.scheduled_at.as_deref(), now)?;
+    let callback_url = match request.callback_url.as_deref() {
+        Some(url) => Some(check_callback_url(url)?),
+        None => None,
+    };
+
+    let phone_number_id = request.phone_number_id.clone();
+    let (number, account, template) = {
+        let (name, language) = (request.template_name.clone(), request.language.clone());
+        state
+            .db
+            .run(move |conn| {
+                let Some((number, account)) =
+                    accounts::tenant_number(conn, tenant_id, &phone_number_id)?
+                else {
+                    return Ok(Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "phone_number_not_found",
+                        format!(
+                            "phone number {phone_number_id} is not one of this account's numbers"
+                        ),
+                    )));
+                };
+                let template = accounts::find_template(conn, account.id, &name, &language)?;
+                Ok::<_, StorageError>(Ok((number, account, template)))
+            })
+            .await??
+    };
+    let template = check_template(template, &request)?;
+    let spec = TemplateSpec::from_meta(
+        Some(&template.parameter_format),
+        &serde_json::from_str(&template.components).unwrap_or(Value::Null),
+    )
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "template_not_supported",
+            format!(
+                "template {} cannot be sent by this service: {e}",
+                template.name
+            ),
+        )
+    })?;
+
+    let total = request.recipients.len();
+    let skip_invalid = request.skip_invalid;
+    let (validated, spec, request) = web::block(move || {
+        let validated = validate_recipients(&request.recipients, &spec);
+        (validated, spec, request)
+    })
+    .await
+    .map_err(|_| ApiError::internal())?;
+    if validated.invalid > 0 && !skip_invalid {
+        return Err(invalid_recipients(
+            format!(
+                "{} of {total} recipients are invalid; nothing was sent (set skip_invalid to drop them)",
+                validated.invalid
+            ),
+            validated.errors,
+        ));
+    }
+    if validated.unique.is_empty() {
+        return Err(invalid_recipients(
+            "no valid recipient remains".into(),
+            validated.errors,
+        ));
+    }
+
+    let quota = quota_for(state, &account, &number, &validated.unique, now).await?;
+    let bulk_send_id = uuid::Uuid::new_v4().to_string();
+    let task_id = uuid::Uuid::new_v4().to_string();
+    let preview = request.dry_run.then(|| {
+        validated
+            .unique
+            .iter()
+            .take(PREVIEW_RECIPIENTS)
+            .map(|r| {
+                json!({
+                    "phone": r.phone.as_str(),
+                    "components": spec.render(&r.variables, &r.button_variables),
+                })
+            })
+            .collect()
+    });
+    let response = CreateResponse {
+        bulk_send_id: bulk_send_id.clone(),
+        task_id: task_id.clone(),
+        status: "queued",
+        template_name: template.name.clone(),
+        total_recipients: total,
+        unique_recipients: validated.unique.len(),
+        estimated_time_minutes: quota.estimate,
+        created_at: format_api_time(now),
+        whatsapp_phone_number: NumberSummary {
+            id: number.id,
+            phone_number_id: number.phone_number_id.clone(),
+            display_phone_number: number.display_phone_number.clone(),
+            verified_name: number.verified_name.clone(),
+            quality_rating: number.quality_rating.clone(),
+            messaging_limit_tier: number.tier().as_api_str(),
+        },
+        quota_info: quota.info,
+        invalid_recipients: validated.invalid,
+        scheduled_at: scheduled_at.map(format_api_time),
+        preview,
+    };
+    let response_body = serde_json::to_string(&response).map_err(|_| ApiError::internal())?;
+    if request.dry_run {
+        // A dry run stores nothing, its key included (released by the caller on the way out
+        // would be wrong: it is not an error), so release it here.
+        if let Some(key) = idempotency_key {
+            state
+                .db
+                .write(move |conn| idempotency::release(conn, tenant_id, &key))
+                .await?;
+        }
+        return Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(response_body));
+    }
+
+    let send = NewSend {
+        id: bulk_send_id.clone(),
+        tenant_id,
+        api_key_id,
+        phone_number_id: number.id,
+        template_id: template.id,
+        task_id,
+        total_submitted: i32::try_from(total).unwrap_or(i32::MAX),
+        invalid_recipients: i32::try_from(validated.invalid).unwrap_or(i32::MAX),
+        estimated_time_minutes: quota.estimate,
+        callback_url,
+        scheduled_at,
+        created_at: now,
+    };
+    let messages: Vec<NewMessage> = validated
+        .unique
+        .into_iter()
+        .map(|r| NewMessage {
+            recipient: r.phone.into_string(),
+            variables: serde_json::to_string(&r.variables).unwrap_or_else(|_| "{}".into()),
+            button_variables: serde_json::to_string(&r.button_variables)
+                .unwrap_or_else(|_| "{}".into()),
+        })
+        .collect();
+    let due_at = scheduled_at.unwrap_or(now);
+    let stored_body = response_body.clone();
+    state
+        .db
+        .write(move |conn| {
+            sends::insert_send(conn, &send, &messages, due_at)?;
+            if let Some(key) = idempotency_key {
+                idempotency::complete(conn, tenant_id, &key, 202, &stored_body)?;
+            }
+            Ok::<_, StorageError>(())
+        })
+        .await?;
+    state.engine.send_created(bulk_send_id);
+    Ok(HttpResponse::Accepted()
+        .content_type("application/json")
+        .body(response_body))
+}
+
+fn check_fields(request: &SendBulkRequest, max_recipients: u32) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    for (field, value) in [
+        ("phone_number_id", &request.phone_number_id),
+        ("template_name", &request.template_name),
+        ("language", &request.language),
+    ] {
+        if value.trim().is_empty() {
+            errors.push(json!({"field": field, "reason": "must not be empty"}));
+        } else if value.len() > 512 {
+            errors.push(json!({"field": field, "reason": "is longer than 512 characters"}));
+        }
+    }
+    let n = request.recipients.len();
+    if n == 0 {
+        errors.push(json!({"field": "recipients", "reason": "must list at least one recipient"}));
+    } else if n > max_recipients as usize {
+        errors.push(json!({
+            "field": "recipients",
+            "reason": format!("lists {n} recipients; at most {max_recipients} are allowed per request"),
+        }));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation("the request has invalid fields").with_errors(errors))
+    }
+}
+
+fn parse_schedule(value: Option<&str>, now: i64) -> Result<Option<i64>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let at = chrono::DateTime::parse_from_rfc3339(value)
+        .map_err(|_| {
+            ApiError::validation("scheduled_at must be an ISO 8601 timestamp with a time zone")
+                .with_errors(vec![json!({"field": "scheduled_at", "value": value,
+                    "reason": "not an ISO 8601 timestamp (e.g. 2025-11-16T21:30:00Z)"})])
+        })?
+        .timestamp_millis();
+    if at <= now {
+        return Err(
+            ApiError::validation("scheduled_at must be in the future").with_errors(vec![
+                json!({"field": "scheduled_at", "value": value, "reason": "is not in the future"}),
+            ]),
+        );
+    }
+    if at > now + MAX_SCHEDULE_AHEAD_MS {
+        return Err(ApiError::validation("scheduled_at must be within 30 days")
+            .with_errors(vec![json!({"field": "scheduled_at", "value": value, "reason": "is more than 30 days ahead"})]));
+    }
+    Ok(Some(at))
+}
+
+/// `callback_url` must be an https URL; plain http is allowed only to this machine
+/// (loopback), for local receivers and tests.
+fn check_callback_url(value: &str) -> Result<String, ApiError> {
+    let refuse = |reason: &str| {
+        ApiError::validation("callback_url must be an https URL").with_errors(vec![json!({
+            "field": "callback_url", "value": value, "reason": reason,
+        })])
+    };
+    let url = url::Url::parse(value).map_err(|_| refuse("is not a URL"))?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err(refuse("must use https")),
+    }
+    if url.host_str().is_none() {
+        return Err(refuse("has no host"));
+    }
+    if value.len() > 2048 {
+        return Err(refuse("is longer than 2048 characters"));
+    }
+    Ok(url.to_string())
+}
+
+fn check_template(
+    template: Option<Template>,
+    request: &SendBulkRequest,
+) -> Result<Template, ApiError> {
+    let Some(template) = template else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "template_not_found",
+            format!(
+                "template {} does not exist in language {} for this number's account",
+                request.template_name, request.language
+            ),
+        ));
+    };
+    if template.status != "APPROVED" {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "template_not_approved",
+            format!(
+                "template {} ({}) is {}, not APPROVED",
+                template.name, template.language, template.status
+            ),
+        ));
+    }
+    Ok(template)
+}
+
+fn invalid_recipients(detail: String, errors: Vec<Value>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_recipients", detail).with_errors(errors)
+}
+
+/// Validates every recipient: phone normalised to E.164, variables and button variables
+/// exactly as the template needs. Duplicates (after normalisation) are dropped, the first
+/// occurrence winning.
+fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
+    let mut seen = HashSet::with_capacity(recipients.len());
+    let mut unique = Vec::with_capacity(recipients.len());
+    let mut invalid = 0;
+    let mut errors = Vec::new();
+    let report = |errors: &mut Vec<Value>, problem: Value| {
+        if errors.len() <= MAX_ERRORS {
+            errors.push(problem);
+        }
+    };
+    for (index, recipient) in recipients.iter().enumerate() {
+        let mut failed = false;
+        let Some(object) = recipient.as_object() else {
+            report(
+                &mut errors,
+                json!({"index": index, "field": "recipient", "reason": "must be an object with a phone"}),
+            );
+            invalid += 1;
+            continue;
+        };
+        let phone = match object.get("phone") {
+            Some(Value::String(raw)) => match E164::parse(raw) {
+                Ok(phone) => Some(phone),
+                Err(e) => {
+                    report(
+                        &mut errors,
+                        json!({"index": index, "field": "phone", "value": truncate(raw), "reason": e.reason()}),
+                    );
+                    None
+                }
+            },
+            Some(other) => {
+                report(
+                    &mut errors,
+                    json!({"index": index, "field": "phone", "reason": format!("must be a string, not {}", type_name(other))}),
+                );
+                None
+            }
+            None => {
+                report(
+                    &mut errors,
+                    json!({"index": index, "field": "phone", "reason": "is required"}),
+                );
+                None
+            }
+        };
+        let variables = string_map(object.get("variables"), "variables", index, &mut |p| {
+            failed = true;
+            report(&mut errors, p)
+        });
+        let buttons = string_map(
+            object.get("button_variables"),
+            "button_variables",
+            index,
+            &mut |p| {
+                failed = true;
+                report(&mut errors, p)
+            },
+        );
+        if let (Some(variables), Some(buttons)) = (&variables, &buttons) {
+            if let Err(problems) = spec.validate(variables, buttons) {
+                failed = true;
+                for p in problems {
+                    report(
+                        &mut errors,
+                        json!({"index": index, "field": p.field, "reason": p.reason}),
+                    );
+                }
+            }
+        }
+        match (phone, variables, buttons) {
+            (Some(phone), Some(variables), Some(button_variables)) if !failed => {
+                if seen.insert(phone.clone()) {
+                    unique.push(ValidRecipient {
+                        phone,
+                        variables,
+                        button_variables,
+                    });
+                }
+            }
+            _ => invalid += 1,
+        }
+    }
+    Validated {
+        unique,
+        invalid,
+        errors,
+    }
+}
+
+/// Reads an optional object of strings; reports each problem through `report`.
+fn string_map(
+    value: Option<&Value>,
+    field: &str,
+    index: usize,
+    report: &mut dyn FnMut(Value),
+) -> Option<BTreeMap<String, String>> {
+    match value {
+        None | Some(Value::Null) => Some(BTreeMap::new()),
+        Some(Value::Object(map)) => strings_of(map, field, index, report),
+        Some(other) => {
+            report(json!({"index": index, "field": field,
+                "reason": format!("must be an object of strings, not {}", type_name(other))}));
+            None
+        }
+    }
+}
+
+fn strings_of(
+    map: &Map<String, Value>,
+    field: &str,
+    index: usize,
+    report: &mut dyn FnMut(Value),
+) -> Option<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (key, value) in map {
+        match value {
+            Value::String(s) => {
+                out.insert(key.clone(), s.clone());
+            }
+            other => {
+                ok = false;
+                report(
+                    json!({"index": index, "field": format!("{field}.{}", truncate(key)),
+                    "reason": format!("must be a string, not {}", type_name(other))}),
+                );
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// At most 64 characters of user input echoed back in an error.
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Quota and ETA of a new send.
+struct QuotaEstimate {
+    info: QuotaInfo,
+    estimate: f64,
+}
+
+async fn quota_for(
+    state: &web::Data<AppState>,
+    account: &BusinessAccount,
+    number: &PhoneNumber,
+    unique: &[ValidRecipient],
+    now: i64,
+) -> Result<QuotaEstimate, ApiError> {
+    let tier = number.tier();
+    let portfolio = account.portfolio_id.clone();
+    let recipients: Vec<String> = unique.iter().map(|r| r.phone.as_str().to_owned()).collect();
+    let since = now - WINDOW_MS;
+    let count = recipients.len();
+    let (in_window, expiries) = state
+        .db
+        .run(move |conn| {
+            let in_window = if tier == Tier::Unlimited {
+                0
+            } else {
+                sends::recipients_in_window(conn, &portfolio, &recipients, since)?.len()
+            };
+            let expiries = sends::window_expiries(conn, &portfolio, since)?;
+            Ok::<_, StorageError>((in_window, expiries))
+        })
+        .await?;
+    let needed = (count - in_window) as u64;
+    let window = QuotaWindow {
+        tier,
+        expiries_ms: &expiries,
+        now_ms: now,
+    };
+    let mps = match number.effective_mps() {
+        0 => f64::from(number.throughput_mps.max(1)),
+        n => f64::from(n),
+    };
+    let estimate = estimate_minutes(count as u64, mps, &window, needed).unwrap_or(0.0);
+    Ok(QuotaEstimate {
+        info: window.quota_info(needed),
+        estimate,
+    })
+}
