@@ -12,6 +12,8 @@
 //! - [`meta`] — Meta's Cloud API: Graph client, error classification, webhook payloads.
 //! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body.
 //! - [`storage`] — diesel over SQLite or PostgreSQL, migrations, one file per aggregate.
+//! - [`simulator`] — the Meta simulator (Graph API endpoints, limits, signed status webhooks,
+//!   faults, counters) used by tests, `--sandbox` and benchmarks.
 
 pub mod cli;
 pub mod clock;
@@ -19,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod meta;
+pub mod simulator;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
