@@ -14,6 +14,8 @@
 //! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body.
 //! - [`sync`] — WABA sync: numbers, templates and portfolio read from the Graph API.
 //! - [`storage`] — diesel over SQLite or PostgreSQL, migrations, one file per aggregate.
+//! - [`simulator`] — the Meta simulator (Graph API endpoints, limits, signed status webhooks,
+//!   faults, counters) used by tests, `--sandbox` and benchmarks.
 
 pub mod cli;
 pub mod clock;
@@ -22,6 +24,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod meta;
+pub mod simulator;
 pub mod startup;
 pub mod storage;
 pub mod sync;

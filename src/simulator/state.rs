@@ -1,0 +1,2367 @@
+//! The simulator's decisions as plain code, no HTTP: who may call, whether a send request is
+//! valid for its template, whether it fits the limits, and what gets counted.
+//!
+//! # Validation order of `POST /{ver}/{phone_number_id}/messages` (Meta's)
+//! | step | refusal | HTTP | code |
+//! |---|---|---|---|
+//! | token missing, unknown, or not the owning WABA's | `(#190) Error validating access token` | 401 | 190 |
+//! | number unknown | `Unsupported post request. Object with ID '…' does not exist…` | 400 | 100 (subcode 33) |
+//! | body not JSON / wrong field types | `(#100) Invalid parameter` | 400 | 100 |
+//! | `messaging_product` missing / not `whatsapp` | `(#100) The parameter messaging_product is required` / `(#100) Invalid parameter` | 400 | 100 |
+//! | `recipient_type` other than `individual`; `type` absent or not `template` | `(#131009) Parameter value is not valid` | 400 | 131009 |
+//! | `to` missing | `(#100) The parameter to is required.` | 400 | 100 |
+//! | `to` not strict E.164 (`+`, 7–15 digits, no leading 0) | `(#131009) Parameter value is not valid` | 400 | 131009 |
+//! | `to` is the sender itself | `(#131021) Recipient cannot be sender` | 400 | 131021 |
+//! | `template`, `name` or `language.code` missing | `(#100) The parameter template[…] is required.` | 400 | 100 |
+//! | no template with that name and language in the number's WABA, or not APPROVED (PENDING, REJECTED, …) | `(#132001) Template name does not exist in the translation` | 404 | 132001 |
+//! | template PAUSED / DISABLED | `(#132015) Template is Paused` / `(#132016) Template is Disabled` | 400 | 132015 / 132016 |
+//! | unknown or repeated component, repeated button index | `(#100) Invalid parameter` | 400 | 100 |
+//! | button `index` not a number or out of range, wrong `sub_type` | `(#131009) Parameter value is not valid` | 400 | 131009 |
+//! | header / body / button parameter count differs from the template's | `(#132000) Number of parameters does not match the expected number of params` | 400 | 132000 |
+//! | a parameter of the wrong type (an image for a text slot, a video for a document header) | `(#132012) Parameter format does not match format in the created template` | 400 | 132012 |
+//! | NAMED template: `parameter_name` missing, unknown or repeated; POSITIONAL template: `parameter_name` present; text with a new line, a tab or more than 4 spaces in a row | `(#100) Invalid parameter` | 400 | 100 |
+//! | empty text / coupon / payload / media; a dynamic button without its component | `(#131008) Required parameter is missing` | 400 | 131008 |
+//! | text over 1 024 characters, coupon over 15 | `(#131009) Parameter value is not valid` | 400 | 131009 |
+//!
+//! Faults (`error_5xx_ratio`, `hang_ratio`, `latency_ms`) apply to valid requests, before limits
+//! (see `server.rs`). Then the limits, on accepted messages only, in this order:
+//! 1. **throughput**: accepted messages of the number in the last second (a sliding window of
+//!    real monotonic [`Instant`]s) must be under its mps (80 STANDARD, 1 000 HIGH, 20 on the
+//!    Business app) → 130429;
+//! 2. **pair rate**: the same number → recipient accepted less than 6 s ago (by the injected
+//!    clock) → 131056. Meta's burst allowance (45 in 6 s) is not simulated: the simple rule is
+//!    stricter;
+//! 3. **messaging limit**: a recipient not already in the portfolio's moving 24 h window (injected
+//!    clock) when the window holds the tier's limit of unique recipients → 131048. A recipient
+//!    already in the window costs nothing (and its time is refreshed).
+//!
+//! Each limit can be switched off (`enforce_*`); the ledger still records everything, and counts
+//! acceptances that crossed a limit (`accepted_over_mps`, …), so a benchmark with the limits lifted
+//! can still prove the client never crossed them.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::world::{recipient_key, Behaviour, SimConfig, SimConfigError, World};
+use crate::clock::SharedClock;
+use crate::domain::template::{
+    ButtonKind, ButtonSpec, HeaderSpec, ParameterFormat, TemplateSpec, MAX_CONSECUTIVE_SPACES,
+    MAX_COUPON_CODE_CHARS, MAX_TEXT_PARAM_CHARS,
+};
+use crate::domain::tier::{ThroughputLevel, Tier};
+
+/// Meta's pair rate limit: one message per (number, recipient) per 6 s.
+pub const PAIR_WINDOW_MS: i64 = 6_000;
+/// The messaging limit's moving window.
+pub const QUOTA_WINDOW_MS: i64 = 24 * 60 * 60 * 1_000;
+/// The throughput window.
+const MPS_WINDOW: Duration = Duration::from_secs(1);
+/// Pair entries are pruned (entries older than the pair window dropped) at most once per window,
+/// and only when a number has at least this many.
+const PAIR_PRUNE_MIN: usize = 4_096;
+
+/// One refusal, in Meta's error shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimError {
+    /// The HTTP status of the answer.
+    pub http_status: u16,
+    /// Meta's `error.code`.
+    pub code: i64,
+    /// Meta's `error.error_subcode`, when Meta gives one.
+    pub subcode: Option<i64>,
+    /// `error.type`: `OAuthException` (nearly everything) or `GraphMethodException`.
+    pub kind: &'static str,
+    /// `error.message`, e.g. `(#130429) Rate limit hit`.
+    pub message: Cow<'static, str>,
+    /// `error.error_data.details`.
+    pub details: Cow<'static, str>,
+}
+
+impl SimError {
+    fn new(
+        http_status: u16,
+        code: i64,
+        message: impl Into<Cow<'static, str>>,
+        details: impl Into<Cow<'static, str>>,
+    ) -> SimError {
+        SimError {
+            http_status,
+            code,
+            subcode: None,
+            kind: "OAuthException",
+            message: message.into(),
+            details: details.into(),
+        }
+    }
+
+    /// 190, HTTP 401.
+    pub fn bad_token() -> SimError {
+        SimError::new(
+            401,
+            190,
+            "(#190) Error validating access token",
+            "Invalid OAuth access token - Cannot parse access token",
+        )
+    }
+
+    /// 100 (subcode 33), HTTP 400: the object does not exist. `method` is `post` or `get`.
+    pub fn unknown_object(method: &str, id: &str) -> SimError {
+        SimError {
+            subcode: Some(33),
+            kind: "GraphMethodException",
+            ..SimError::new(
+                400,
+                100,
+                format!(
+                    "Unsupported {method} request. Object with ID '{id}' does not exist, cannot be \
+                     loaded due to missing permissions, or does not support this operation. \
+                     Please read the Graph API documentation at \
+                     https://developers.facebook.com/docs/graph-api"
+                ),
+                "",
+            )
+        }
+    }
+
+    /// 2500, HTTP 400: a path the Graph API does not have.
+    pub fn unknown_path(path: &str) -> SimError {
+        SimError::new(
+            400,
+            2500,
+            format!("Unknown path components: {path}"),
+            "The Graph API has no such path (the simulator serves /{version}/{id}, \
+             /{version}/{id}/messages, /{version}/{id}/phone_numbers and \
+             /{version}/{id}/message_templates).",
+        )
+    }
+
+    /// 100, HTTP 400, `(#100) Invalid parameter`.
+    pub fn invalid_parameter(details: impl Into<Cow<'static, str>>) -> SimError {
+        SimError::new(400, 100, "(#100) Invalid parameter", details)
+    }
+
+    /// 100, HTTP 400, `(#100) The parameter X is required.`
+    pub fn required(parameter: &str) -> SimError {
+        SimError::new(
+            400,
+            100,
+            format!("(#100) The parameter {parameter} is required."),
+            format!("The parameter {parameter} is required."),
+        )
+    }
+
+    /// 100, HTTP 400: `fields=` names a field the node does not have.
+    pub fn nonexisting_field(field: &str, node_type: &str) -> SimError {
+        SimError::new(
+            400,
+            100,
+            format!(
+                "(#100) Tried accessing nonexisting field ({field}) on node type ({node_type})"
+            ),
+            "",
+        )
+    }
+
+    /// 131009, HTTP 400.
+    pub fn invalid_value(details: impl Into<Cow<'static, str>>) -> SimError {
+        SimError::new(
+            400,
+            131_009,
+            "(#131009) Parameter value is not valid",
+            details,
+        )
+    }
+
+    /// 131008, HTTP 400.
+    pub fn missing_parameter(details: impl Into<Cow<'static, str>>) -> SimError {
+        SimError::new(
+            400,
+            131_008,
+            "(#131008) Required parameter is missing",
+            details,
+        )
+    }
+
+    /// 132000, HTTP 400.
+    pub fn param_count(component: &str, given: usize, expected: usize) -> SimError {
+        SimError::new(
+            400,
+            132_000,
+            "(#132000) Number of parameters does not match the expected number of params",
+            format!(
+                "{component}: number of localizable_params ({given}) does not match the expected \
+                 number of params ({expected})"
+            ),
+        )
+    }
+
+    /// 132012, HTTP 400.
+    pub fn format_mismatch(details: impl Into<Cow<'static, str>>) -> SimError {
+        SimError::new(
+            400,
+            132_012,
+            "(#132012) Parameter format does not match format in the created template",
+            details,
+        )
+    }
+
+    /// 132001, HTTP 404.
+    pub fn template_not_found(name: &str, language: &str) -> SimError {
+        SimError::new(
+            404,
+            132_001,
+            "(#132001) Template name does not exist in the translation",
+            format!("template name ({name}) does not exist in {language}"),
+        )
+    }
+
+    /// 132015, HTTP 400.
+    pub fn template_paused() -> SimError {
+        SimError::new(
+            400,
+            132_015,
+            "(#132015) Template is Paused",
+            "Template is paused due to low quality so it cannot be sent in a template message.",
+        )
+    }
+
+    /// 132016, HTTP 400.
+    pub fn template_disabled() -> SimError {
+        SimError::new(
+            400,
+            132_016,
+            "(#132016) Template is Disabled",
+            "Template has been paused too many times due to low quality and is now permanently \
+             disabled.",
+        )
+    }
+
+    /// 131021, HTTP 400.
+    pub fn recipient_is_sender() -> SimError {
+        SimError::new(
+            400,
+            131_021,
+            "(#131021) Recipient cannot be sender",
+            "Sender and recipient phone number is the same.",
+        )
+    }
+
+    /// 130429, HTTP 400.
+    pub fn throughput() -> SimError {
+        SimError::new(
+            400,
+            130_429,
+            "(#130429) Rate limit hit",
+            "Cloud API message throughput has been reached.",
+        )
+    }
+
+    /// 131056, HTTP 400.
+    pub fn pair_rate() -> SimError {
+        SimError::new(
+            400,
+            131_056,
+            "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+            "Message failed to send because there were too many messages sent from this phone \
+             number to the same phone number in a short period of time.",
+        )
+    }
+
+    /// 131048, HTTP 400.
+    pub fn messaging_limit() -> SimError {
+        SimError::new(
+            400,
+            131_048,
+            "(#131048) Spam rate limit hit",
+            "Message failed to send because there are restrictions on how many messages can be \
+             sent from this phone number. The business portfolio has reached its messaging limit \
+             of unique recipients in a moving 24 hour window.",
+        )
+    }
+
+    /// A simulated server fault: HTTP 500 with 131000 or 1.
+    pub fn server_fault(code: i64) -> SimError {
+        if code == 1 {
+            SimError::new(
+                500,
+                1,
+                "(#1) An unknown error occurred",
+                "An unknown error occurred",
+            )
+        } else {
+            SimError::new(
+                500,
+                131_000,
+                "(#131000) Something went wrong",
+                "Something went wrong",
+            )
+        }
+    }
+
+    /// Meta's error body, with a trace id.
+    pub fn body(&self, fbtrace_id: &str) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            message: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            code: i64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error_subcode: Option<i64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error_data: Option<Data<'a>>,
+            fbtrace_id: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Data<'a> {
+            messaging_product: &'static str,
+            details: &'a str,
+        }
+        let body = Body {
+            error: Inner {
+                message: &self.message,
+                kind: self.kind,
+                code: self.code,
+                error_subcode: self.subcode,
+                error_data: (!self.details.is_empty()).then_some(Data {
+                    messaging_product: "whatsapp",
+                    details: &self.details,
+                }),
+                fbtrace_id,
+            },
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The send request, as Meta reads it.
+
+/// `POST /messages` body. Strings borrow from the request where they can.
+#[derive(Debug, Deserialize)]
+struct SendBody<'a> {
+    #[serde(borrow, default)]
+    messaging_product: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    recipient_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    to: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    biz_opaque_callback_data: Option<String>,
+    #[serde(borrow, default)]
+    template: Option<TemplateBody<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TemplateBody<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    language: Option<LanguageBody<'a>>,
+    #[serde(borrow, default)]
+    components: Vec<ComponentBody<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LanguageBody<'a> {
+    #[serde(borrow, default)]
+    code: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ComponentBody<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    sub_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    index: Option<IndexBody<'a>>,
+    #[serde(borrow, default)]
+    parameters: Vec<ParamBody<'a>>,
+}
+
+/// A button index: Meta's examples send a string, a number is accepted too.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IndexBody<'a> {
+    Number(u64),
+    #[serde(borrow)]
+    Text(Cow<'a, str>),
+}
+
+#[derive(Debug, Deserialize)]
+struct ParamBody<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    parameter_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    coupon_code: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    payload: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    image: Option<MediaBody<'a>>,
+    #[serde(borrow, default)]
+    video: Option<MediaBody<'a>>,
+    #[serde(borrow, default)]
+    document: Option<MediaBody<'a>>,
+    #[serde(borrow, default)]
+    currency: Option<FallbackBody<'a>>,
+    #[serde(borrow, default)]
+    date_time: Option<FallbackBody<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MediaBody<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    link: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FallbackBody<'a> {
+    #[serde(borrow, default)]
+    fallback_value: Option<Cow<'a, str>>,
+}
+
+fn is(value: &Option<Cow<'_, str>>, expected: &str) -> bool {
+    value
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case(expected))
+}
+
+fn blank(value: &Option<Cow<'_, str>>) -> bool {
+    value.as_deref().is_none_or(|v| v.trim().is_empty())
+}
+
+/// A send that passed validation: what the limits and the webhook need.
+#[derive(Clone, Debug)]
+pub(crate) struct ValidSend {
+    /// Index of the sender number in the world.
+    pub number: usize,
+    /// Index of its portfolio.
+    pub portfolio: usize,
+    /// The recipient's digits as an integer.
+    pub recipient: u64,
+    /// `to` as given (E.164).
+    pub to: String,
+    /// `biz_opaque_callback_data`, echoed in status webhooks.
+    pub opaque: Option<String>,
+    /// The recipient is not on WhatsApp: accepted, then `failed` 131026.
+    pub undeliverable: bool,
+    /// The template's category in lower case (status webhooks' `pricing.category`).
+    pub pricing_category: Arc<str>,
+    /// The number's mps at validation time.
+    pub mps: u32,
+    /// The portfolio's unique-recipient limit at validation time; `None` = unlimited.
+    pub tier_limit: Option<u32>,
+}
+
+/// Reads the `Authorization: Bearer <token>` value (`OAuth <token>` too, as the Graph API does).
+pub(crate) fn bearer(header: Option<&str>) -> Option<&str> {
+    let header = header?.trim();
+    let (scheme, token) = header.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("oauth"))
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Token check for an object: 190 when the token is missing or not the owning WABA's, 100 when
+/// the object does not exist (for a known token).
+pub(crate) fn authorize(
+    world: &World,
+    method: &str,
+    id: &str,
+    token: Option<&str>,
+) -> Result<super::world::Node, SimError> {
+    let Some(token) = token else {
+        return Err(SimError::bad_token());
+    };
+    match world.node(id) {
+        Some(node) => {
+            if world.wabas[world.owner(node)].access_token == token {
+                Ok(node)
+            } else {
+                Err(SimError::bad_token())
+            }
+        }
+        None if world.tokens.contains(token) => Err(SimError::unknown_object(method, id)),
+        None => Err(SimError::bad_token()),
+    }
+}
+
+/// Validates a send request in Meta's order (see the module doc).
+pub(crate) fn validate_send(
+    world: &World,
+    phone_number_id: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Result<ValidSend, SimError> {
+    let number = match authorize(world, "post", phone_number_id, token)? {
+        super::world::Node::Number(i) => i,
+        _ => return Err(SimError::unknown_object("post", phone_number_id)),
+    };
+    let request: SendBody<'_> = serde_json::from_slice(body).map_err(|e| {
+        SimError::invalid_parameter(format!("The request body is not valid JSON: {e}"))
+    })?;
+    match request.messaging_product.as_deref() {
+        None => return Err(SimError::required("messaging_product")),
+        Some(p) if p.eq_ignore_ascii_case("whatsapp") => {}
+        Some(_) => {
+            return Err(SimError::invalid_parameter(
+                "Param messaging_product must be \"whatsapp\"",
+            ))
+        }
+    }
+    if request.recipient_type.is_some() && !is(&request.recipient_type, "individual") {
+        return Err(SimError::invalid_value(
+            "recipient_type must be \"individual\" (group sends are not simulated)",
+        ));
+    }
+    if !is(&request.kind, "template") {
+        return Err(SimError::invalid_value(
+            "type must be \"template\": the simulator accepts template messages only",
+        ));
+    }
+    let Some(to) = request.to.as_deref() else {
+        return Err(SimError::required("to"));
+    };
+    let Some(recipient) = recipient_key(to) else {
+        return Err(SimError::invalid_value(
+            "Invalid 'to': expected E.164 with a leading '+' (e.g. +16505551234)",
+        ));
+    };
+    let sender = &world.numbers[number];
+    if to[1..] == sender.display_digits {
+        return Err(SimError::recipient_is_sender());
+    }
+    let Some(template) = request.template.as_ref() else {
+        return Err(SimError::required("template"));
+    };
+    let Some(name) = template.name.as_deref() else {
+        return Err(SimError::required("template['name']"));
+    };
+    let Some(language) = template.language.as_ref().and_then(|l| l.code.as_deref()) else {
+        return Err(SimError::required("template['language']['code']"));
+    };
+    let Some(t) = world.template(sender.waba, name, language) else {
+        return Err(SimError::template_not_found(name, language));
+    };
+    let t = &world.templates[t];
+    match t.status.as_str() {
+        "APPROVED" => {}
+        "PAUSED" => return Err(SimError::template_paused()),
+        "DISABLED" => return Err(SimError::template_disabled()),
+        _ => return Err(SimError::template_not_found(name, language)),
+    }
+    check_components(&t.spec, &template.components)?;
+    let portfolio = world.portfolio_of(number);
+    Ok(ValidSend {
+        number,
+        portfolio,
+        recipient,
+        to: to.to_owned(),
+        opaque: request.biz_opaque_callback_data,
+        undeliverable: world.undeliverable.contains(&recipient),
+        pricing_category: t.pricing_category.clone(),
+        mps: sender.mps(),
+        tier_limit: world.portfolios[portfolio].tier.limit(),
+    })
+}
+
+/// Checks `template.components` against what the template expects.
+fn check_components(spec: &TemplateSpec, components: &[ComponentBody<'_>]) -> Result<(), SimError> {
+    let mut header = None;
+    let mut body = None;
+    let mut buttons: Vec<(usize, &ComponentBody<'_>)> = Vec::new();
+    for component in components {
+        let slot = if is(&component.kind, "header") {
+            &mut header
+        } else if is(&component.kind, "body") {
+            &mut body
+        } else if is(&component.kind, "button") {
+            let index = match &component.index {
+                None => return Err(SimError::required("template['components'][]['index']")),
+                Some(IndexBody::Number(n)) => usize::try_from(*n).ok(),
+                Some(IndexBody::Text(text)) => text.trim().parse::<usize>().ok(),
+            };
+            let Some(index) = index.filter(|&i| i < spec.buttons.len()) else {
+                return Err(SimError::invalid_value(
+                    "Button index is not a button position of the template",
+                ));
+            };
+            if buttons.iter().any(|(i, _)| *i == index) {
+                return Err(SimError::invalid_parameter(
+                    "Two button components have the same index",
+                ));
+            }
+            buttons.push((index, component));
+            continue;
+        } else {
+            return Err(SimError::invalid_parameter(
+                "Component type must be header, body or button",
+            ));
+        };
+        if slot.replace(component).is_some() {
+            return Err(SimError::invalid_parameter(
+                "A component type appears twice in template['components']",
+            ));
+        }
+    }
+
+    let header_params: &[ParamBody<'_>] = header.map_or(&[], |c| &c.parameters);
+    match &spec.header {
+        None => {
+            if !header_params.is_empty() {
+                return Err(SimError::param_count("header", header_params.len(), 0));
+            }
+        }
+        Some(HeaderSpec::Text { params }) => {
+            check_text_params("header", params, header_params, spec.parameter_format, true)?;
+        }
+        Some(HeaderSpec::Media { media }) => {
+            if header_params.len() != 1 {
+                return Err(SimError::param_count("header", header_params.len(), 1));
+            }
+            let param = &header_params[0];
+            let wanted = media.parameter_type();
+            if !is(&param.kind, wanted) {
+                return Err(SimError::format_mismatch(format!(
+                    "header: the template's header is {}, the parameter must be of type {wanted}",
+                    wanted.to_ascii_uppercase()
+                )));
+            }
+            let source = match media {
+                crate::domain::template::MediaKind::Image => &param.image,
+                crate::domain::template::MediaKind::Video => &param.video,
+                crate::domain::template::MediaKind::Document => &param.document,
+            };
+            if source
+                .as_ref()
+                .is_none_or(|m| blank(&m.id) && blank(&m.link))
+            {
+                return Err(SimError::missing_parameter(format!(
+                    "header: Parameter of type {wanted} is missing an id or a link"
+                )));
+            }
+        }
+    }
+
+    let body_params: &[ParamBody<'_>] = body.map_or(&[], |c| &c.parameters);
+    check_text_params(
+        "body",
+        &spec.body_params,
+        body_params,
+        spec.parameter_format,
+        false,
+    )?;
+
+    for button in &spec.buttons {
+        match buttons.iter().find(|(i, _)| *i == button.index) {
+            None if button.dynamic => {
+                return Err(SimError::missing_parameter(format!(
+                    "buttons: Button at index {} of type {} requires a parameter",
+                    button.index,
+                    button_type_name(&button.kind)
+                )))
+            }
+            None => {}
+            Some((_, component)) => check_button(button, component)?,
+        }
+    }
+    Ok(())
+}
+
+/// Meta's spelling of a button type in error details (`Url`, `CopyCode`, …).
+fn button_type_name(kind: &ButtonKind) -> &str {
+    match kind {
+        ButtonKind::Url => "Url",
+        ButtonKind::CopyCode => "CopyCode",
+        ButtonKind::Otp => "Url",
+        ButtonKind::QuickReply => "QuickReply",
+        ButtonKind::PhoneNumber => "PhoneNumber",
+        ButtonKind::Other(name) => name,
+    }
+}
+
+fn check_text_params(
+    component: &str,
+    expected: &[String],
+    given: &[ParamBody<'_>],
+    format: ParameterFormat,
+    header: bool,
+) -> Result<(), SimError> {
+    if given.len() != expected.len() {
+        return Err(SimError::param_count(
+            component,
+            given.len(),
+            expected.len(),
+        ));
+    }
+    for (i, param) in given.iter().enumerate() {
+        let kind = param.kind.as_deref().unwrap_or("");
+        if kind.eq_ignore_ascii_case("text") {
+            let Some(text) = param.text.as_deref().filter(|t| !t.trim().is_empty()) else {
+                return Err(SimError::missing_parameter(format!(
+                    "{component}: Parameter of type text is missing text value"
+                )));
+            };
+            check_text_value(text)?;
+        } else if !header
+            && (kind.eq_ignore_ascii_case("currency") || kind.eq_ignore_ascii_case("date_time"))
+        {
+            let fallback = if kind.eq_ignore_ascii_case("currency") {
+                param.currency.as_ref()
+            } else {
+                param.date_time.as_ref()
+            };
+            if fallback.is_none_or(|f| blank(&f.fallback_value)) {
+                return Err(SimError::missing_parameter(format!(
+                    "{component}: Parameter of type {kind} is missing fallback_value"
+                )));
+            }
+        } else {
+            return Err(SimError::format_mismatch(format!(
+                "{component}: parameter {} has type {kind:?}; the template expects text",
+                i + 1
+            )));
+        }
+        match format {
+            ParameterFormat::Named => {
+                let Some(name) = param.parameter_name.as_deref().filter(|n| !n.is_empty()) else {
+                    return Err(SimError::invalid_parameter(format!(
+                        "{component}: parameter_name is required in a template with named \
+                         parameters"
+                    )));
+                };
+                if !expected.iter().any(|e| e == name) {
+                    return Err(SimError::invalid_parameter(format!(
+                        "{component}: the template has no parameter named '{name}'"
+                    )));
+                }
+                if given[..i]
+                    .iter()
+                    .any(|p| p.parameter_name.as_deref() == Some(name))
+                {
+                    return Err(SimError::invalid_parameter(format!(
+                        "{component}: parameter '{name}' is given twice"
+                    )));
+                }
+            }
+            ParameterFormat::Positional => {
+                if param.parameter_name.is_some() {
+                    return Err(SimError::invalid_parameter(format!(
+                        "{component}: parameter_name is only allowed in a template with named \
+                         parameters"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Meta's rules for parameter text: no new-line or tab, at most 4 spaces in a row, at most 1 024
+/// characters.
+fn check_text_value(text: &str) -> Result<(), SimError> {
+    let mut chars = 0usize;
+    let mut spaces = 0usize;
+    for c in text.chars() {
+        chars += 1;
+        match c {
+            '\n' | '\r' | '\t' => spaces = usize::MAX,
+            ' ' => spaces = spaces.saturating_add(1),
+            _ => spaces = 0,
+        }
+        if spaces > MAX_CONSECUTIVE_SPACES {
+            return Err(SimError::invalid_parameter(
+                "Param text cannot have new-line/tab characters or more than 4 consecutive spaces",
+            ));
+        }
+    }
+    if chars > MAX_TEXT_PARAM_CHARS {
+        return Err(SimError::invalid_value(format!(
+            "Param text is {chars} characters long; the maximum is {MAX_TEXT_PARAM_CHARS}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_button(button: &ButtonSpec, component: &ComponentBody<'_>) -> Result<(), SimError> {
+    let expected_sub_type = match button.kind {
+        ButtonKind::Url | ButtonKind::Otp => Some("url"),
+        ButtonKind::CopyCode => Some("copy_code"),
+        ButtonKind::QuickReply => Some("quick_reply"),
+        ButtonKind::PhoneNumber => Some("phone_number"),
+        ButtonKind::Other(_) => None,
+    };
+    let Some(sub_type) = component.sub_type.as_deref() else {
+        return Err(SimError::required("template['components'][]['sub_type']"));
+    };
+    if let Some(expected) = expected_sub_type {
+        if !sub_type.eq_ignore_ascii_case(expected) {
+            return Err(SimError::invalid_value(format!(
+                "Button at index {} is a {} button: sub_type must be {expected}",
+                button.index,
+                button.kind.as_str()
+            )));
+        }
+    }
+    let params = &component.parameters;
+    let component_name = "buttons";
+    match button.kind {
+        ButtonKind::Url | ButtonKind::Otp if button.dynamic => {
+            if params.len() != 1 {
+                return Err(SimError::param_count(component_name, params.len(), 1));
+            }
+            if !is(&params[0].kind, "text") {
+                return Err(SimError::format_mismatch(format!(
+                    "buttons: Button at index {} takes a parameter of type text",
+                    button.index
+                )));
+            }
+            if blank(&params[0].text) {
+                return Err(SimError::missing_parameter(format!(
+                    "buttons: Button at index {} of type Url requires a parameter",
+                    button.index
+                )));
+            }
+            check_text_value(params[0].text.as_deref().unwrap_or(""))?;
+        }
+        ButtonKind::CopyCode => {
+            if params.len() != 1 {
+                return Err(SimError::param_count(component_name, params.len(), 1));
+            }
+            if !is(&params[0].kind, "coupon_code") {
+                return Err(SimError::format_mismatch(format!(
+                    "buttons: Button at index {} takes a parameter of type coupon_code",
+                    button.index
+                )));
+            }
+            let code = params[0].coupon_code.as_deref().unwrap_or("");
+            if code.trim().is_empty() {
+                return Err(SimError::missing_parameter(format!(
+                    "buttons: Button at index {} of type CopyCode requires a parameter",
+                    button.index
+                )));
+            }
+            if code.chars().count() > MAX_COUPON_CODE_CHARS {
+                return Err(SimError::invalid_value(format!(
+                    "coupon_code is longer than {MAX_COUPON_CODE_CHARS} characters"
+                )));
+            }
+        }
+        ButtonKind::QuickReply => {
+            if params.len() > 1 {
+                return Err(SimError::param_count(component_name, params.len(), 1));
+            }
+            if let Some(param) = params.first() {
+                if !is(&param.kind, "payload") {
+                    return Err(SimError::format_mismatch(
+                        "buttons: a quick_reply button takes a parameter of type payload",
+                    ));
+                }
+                if blank(&param.payload) {
+                    return Err(SimError::missing_parameter(
+                        "buttons: Parameter of type payload is missing payload value",
+                    ));
+                }
+            }
+        }
+        ButtonKind::Url | ButtonKind::PhoneNumber => {
+            if !params.is_empty() {
+                return Err(SimError::param_count(component_name, params.len(), 0));
+            }
+        }
+        ButtonKind::Otp | ButtonKind::Other(_) => {}
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits.
+
+/// The limits that apply to one send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// The number's messages per second.
+    pub mps: u32,
+    /// The portfolio's unique recipients per moving 24 h; `None` = unlimited.
+    pub tier_limit: Option<u32>,
+    pub enforce_mps: bool,
+    pub enforce_pair_rate: bool,
+    pub enforce_quota: bool,
+}
+
+/// Which limit refused a send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LimitRefusal {
+    /// 130429.
+    Throughput,
+    /// 131056.
+    PairRate,
+    /// 131048.
+    MessagingLimit,
+}
+
+impl LimitRefusal {
+    pub fn error(self) -> SimError {
+        match self {
+            LimitRefusal::Throughput => SimError::throughput(),
+            LimitRefusal::PairRate => SimError::pair_rate(),
+            LimitRefusal::MessagingLimit => SimError::messaging_limit(),
+        }
+    }
+}
+
+/// Per number: accept times of the last second, last accept per recipient.
+#[derive(Debug, Default)]
+struct NumberLedger {
+    /// Accept instants within the last second, oldest first.
+    window: VecDeque<Instant>,
+    /// The most accepts ever seen within one second.
+    max_in_window: u32,
+    /// Recipient → clock ms of the last accepted message (pruned past the pair window).
+    pairs: HashMap<u64, i64>,
+    pairs_pruned_ms: i64,
+    accepted: u64,
+}
+
+/// Per portfolio: the moving 24 h set of unique recipients.
+#[derive(Debug, Default)]
+struct PortfolioLedger {
+    /// Recipient → clock ms of its last accepted message inside the window.
+    last_sent: HashMap<u64, i64>,
+    /// (ms, recipient) in accept order; entries superseded by a later send are skipped on expiry.
+    order: VecDeque<(i64, u64)>,
+    /// The most unique recipients ever held in the window.
+    max_unique: u64,
+}
+
+impl PortfolioLedger {
+    fn expire(&mut self, now_ms: i64) {
+        let cutoff = now_ms - QUOTA_WINDOW_MS;
+        while let Some(&(t, recipient)) = self.order.front() {
+            if t > cutoff {
+                break;
+            }
+            self.order.pop_front();
+            if self.last_sent.get(&recipient) == Some(&t) {
+                self.last_sent.remove(&recipient);
+            }
+        }
+    }
+}
+
+/// Everything counted about accepted messages, under one short lock.
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    numbers: Vec<NumberLedger>,
+    portfolios: Vec<PortfolioLedger>,
+    accepted_total: u64,
+    accepted_by_recipient: HashMap<u64, u32>,
+    accepted_over_mps: u64,
+    accepted_within_pair_window: u64,
+    accepted_over_quota: u64,
+}
+
+impl Ledger {
+    pub fn new(numbers: usize, portfolios: usize) -> Ledger {
+        Ledger {
+            numbers: (0..numbers).map(|_| NumberLedger::default()).collect(),
+            portfolios: (0..portfolios)
+                .map(|_| PortfolioLedger::default())
+                .collect(),
+            accepted_total: 0,
+            accepted_by_recipient: HashMap::new(),
+            accepted_over_mps: 0,
+            accepted_within_pair_window: 0,
+            accepted_over_quota: 0,
+        }
+    }
+
+    /// Checks the limits for one message and, when it fits, records it as accepted.
+    ///
+    /// `now` (monotonic) drives the throughput window; `now_ms` (the injected clock) drives the
+    /// pair rate and the 24 h window. A refused message records nothing.
+    pub fn admit(
+        &mut self,
+        number: usize,
+        portfolio: usize,
+        recipient: u64,
+        limits: &Limits,
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<(), LimitRefusal> {
+        let n = &mut self.numbers[number];
+        if let Some(cutoff) = now.checked_sub(MPS_WINDOW) {
+            while n.window.front().is_some_and(|&t| t <= cutoff) {
+                n.window.pop_front();
+            }
+        }
+        let over_mps = n.window.len() >= limits.mps as usize;
+        if limits.enforce_mps && over_mps {
+            return Err(LimitRefusal::Throughput);
+        }
+        let within_pair = n
+            .pairs
+            .get(&recipient)
+            .is_some_and(|&last| now_ms - last < PAIR_WINDOW_MS);
+        if limits.enforce_pair_rate && within_pair {
+            return Err(LimitRefusal::PairRate);
+        }
+        let p = &mut self.portfolios[portfolio];
+        p.expire(now_ms);
+        let new_recipient = !p.last_sent.contains_key(&recipient);
+        let over_quota = new_recipient
+            && limits
+                .tier_limit
+                .is_some_and(|limit| p.last_sent.len() >= limit as usize);
+        if limits.enforce_quota && over_quota {
+            return Err(LimitRefusal::MessagingLimit);
+        }
+
+        // Accepted: record.
+        let at = n.window.back().map_or(now, |&last| last.max(now));
+        n.window.push_back(at);
+        n.max_in_window = n.max_in_window.max(n.window.len() as u32);
+        n.accepted += 1;
+        if n.pairs.len() >= PAIR_PRUNE_MIN && now_ms - n.pairs_pruned_ms >= PAIR_WINDOW_MS {
+            n.pairs.retain(|_, last| now_ms - *last < PAIR_WINDOW_MS);
+            n.pairs_pruned_ms = now_ms;
+        }
+        n.pairs.insert(recipient, now_ms);
+        p.last_sent.insert(recipient, now_ms);
+        p.order.push_back((now_ms, recipient));
+        p.max_unique = p.max_unique.max(p.last_sent.len() as u64);
+        self.accepted_total += 1;
+        *self.accepted_by_recipient.entry(recipient).or_insert(0) += 1;
+        self.accepted_over_mps += u64::from(over_mps);
+        self.accepted_within_pair_window += u64::from(within_pair);
+        self.accepted_over_quota += u64::from(over_quota);
+        Ok(())
+    }
+
+    /// Unique recipients currently in a portfolio's 24 h window.
+    fn unique_in_window(&self, portfolio: usize, now_ms: i64) -> u64 {
+        let cutoff = now_ms - QUOTA_WINDOW_MS;
+        self.portfolios[portfolio]
+            .last_sent
+            .values()
+            .filter(|&&t| t > cutoff)
+            .count() as u64
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state.
+
+/// What the webhook sender is told.
+#[derive(Debug)]
+pub(crate) enum SenderCommand {
+    /// A message was accepted: plan its statuses.
+    Accepted(AcceptedMessage),
+    /// Post an account-level notification (template status, number quality, capability).
+    Event(AccountEvent),
+    /// Stop the sender loop.
+    Shutdown,
+}
+
+/// An accepted message, as the webhook sender needs it.
+#[derive(Debug)]
+pub(crate) struct AcceptedMessage {
+    pub wamid: String,
+    pub number: usize,
+    /// Recipient digits without `+`.
+    pub recipient_id: String,
+    pub opaque: Option<String>,
+    /// Clock ms at acceptance (webhook timestamps derive from it).
+    pub accepted_ms: i64,
+    pub undeliverable: bool,
+    pub pricing_category: Arc<str>,
+}
+
+/// A non-status webhook: `entry[{id: waba_id, time, changes[{field, value}]}]`.
+#[derive(Debug)]
+pub(crate) struct AccountEvent {
+    pub waba_id: String,
+    pub field: &'static str,
+    pub value: serde_json::Value,
+    pub time_s: i64,
+}
+
+/// Counters updated without the ledger lock.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub requests_total: AtomicU64,
+    pub errors_5xx: AtomicU64,
+    pub hangs: AtomicU64,
+    pub hangs_accepted: AtomicU64,
+    pub messages_planned: AtomicU64,
+    pub statuses_scheduled: AtomicU64,
+    pub duplicates_scheduled: AtomicU64,
+    pub statuses_posted: AtomicU64,
+    pub statuses_dropped: AtomicU64,
+    pub events_scheduled: AtomicU64,
+    pub events_posted: AtomicU64,
+    pub events_dropped: AtomicU64,
+    pub posts_ok: AtomicU64,
+    pub posts_failed: AtomicU64,
+}
+
+/// A fault chosen for one valid send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    None,
+    /// Answer this 5xx; the message is not accepted.
+    Error(SimError),
+    /// Hold the answer for `ms`; `accept`: process it first (else answer 500 afterwards).
+    Hang {
+        ms: u64,
+        accept: bool,
+    },
+}
+
+/// The accepted answer's pieces.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub wamid: String,
+    pub to: String,
+}
+
+/// State shared by the HTTP workers, the webhook sender and the [`super::Simulator`] handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub world: RwLock<World>,
+    pub ledger: Mutex<Ledger>,
+    pub behaviour: RwLock<Behaviour>,
+    pub webhook_url: RwLock<Option<Arc<str>>>,
+    pub app_secret: String,
+    pub seed: u64,
+    pub clock: SharedClock,
+    pub counters: Counters,
+    refusals: Mutex<BTreeMap<i64, u64>>,
+    fault_rng: Mutex<StdRng>,
+    run_id: u32,
+    next_seq: AtomicU64,
+    pub sender: UnboundedSender<SenderCommand>,
+}
+
+impl Shared {
+    /// Builds the state from a checked configuration; the sender gets the other end of `sender`.
+    pub fn new(
+        config: &SimConfig,
+        clock: SharedClock,
+        sender: UnboundedSender<SenderCommand>,
+    ) -> Result<Shared, SimConfigError> {
+        let world = World::build(config)?;
+        let ledger = Ledger::new(world.numbers.len(), world.portfolios.len());
+        Ok(Shared {
+            world: RwLock::new(world),
+            ledger: Mutex::new(ledger),
+            behaviour: RwLock::new(config.behaviour),
+            webhook_url: RwLock::new(config.webhook_url.as_deref().map(Arc::from)),
+            app_secret: config.app_secret.clone(),
+            seed: config.seed,
+            clock,
+            counters: Counters::default(),
+            refusals: Mutex::new(BTreeMap::new()),
+            fault_rng: Mutex::new(StdRng::seed_from_u64(config.seed ^ 0x5EED_FA17)),
+            // Not from the seed: wamids must not repeat across runs with the same seed.
+            run_id: rand::random(),
+            next_seq: AtomicU64::new(1),
+            sender,
+        })
+    }
+
+    /// The current behaviour (a copy).
+    pub fn behaviour(&self) -> Behaviour {
+        *self.behaviour.read()
+    }
+
+    /// Validates a send (token, number, body, template, parameters).
+    pub fn validate(
+        &self,
+        phone_number_id: &str,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> Result<ValidSend, SimError> {
+        validate_send(&self.world.read(), phone_number_id, token, body)
+    }
+
+    /// Chooses a fault for a valid send by the behaviour's ratios.
+    pub fn roll_fault(&self, behaviour: &Behaviour) -> Fault {
+        if behaviour.error_5xx_ratio <= 0.0 && behaviour.hang_ratio <= 0.0 {
+            return Fault::None;
+        }
+        let mut rng = self.fault_rng.lock();
+        if behaviour.error_5xx_ratio > 0.0 && rng.random_bool(behaviour.error_5xx_ratio) {
+            let code = if rng.random_bool(0.5) { 131_000 } else { 1 };
+            return Fault::Error(SimError::server_fault(code));
+        }
+        if behaviour.hang_ratio > 0.0 && rng.random_bool(behaviour.hang_ratio) {
+            return Fault::Hang {
+                ms: behaviour.hang_ms,
+                accept: behaviour.hang_accepts,
+            };
+        }
+        Fault::None
+    }
+
+    /// Applies the limits and, when the message fits, accepts it: a new wamid, counters, and its
+    /// statuses handed to the webhook sender.
+    pub fn admit(&self, send: ValidSend, behaviour: &Behaviour) -> Result<Accepted, SimError> {
+        let limits = Limits {
+            mps: send.mps,
+            tier_limit: send.tier_limit,
+            enforce_mps: behaviour.enforce_mps,
+            enforce_pair_rate: behaviour.enforce_pair_rate,
+            enforce_quota: behaviour.enforce_quota,
+        };
+        let now_ms = {
+            let mut ledger = self.ledger.lock();
+            // Read both clocks under the lock, so the throughput window is in order.
+            let now_ms = self.clock.now_ms();
+            ledger
+                .admit(
+                    send.number,
+                    send.portfolio,
+                    send.recipient,
+                    &limits,
+                    Instant::now(),
+                    now_ms,
+                )
+                .map_err(LimitRefusal::error)?;
+            now_ms
+        };
+        let wamid = self.new_wamid();
+        let _ = self.sender.send(SenderCommand::Accepted(AcceptedMessage {
+            wamid: wamid.clone(),
+            number: send.number,
+            recipient_id: send.to[1..].to_owned(),
+            opaque: send.opaque,
+            accepted_ms: now_ms,
+            undeliverable: send.undeliverable,
+            pricing_category: send.pricing_category,
+        }));
+        Ok(Accepted { wamid, to: send.to })
+    }
+
+    /// Counts an error answer of the send endpoint.
+    pub fn count_refusal(&self, code: i64) {
+        *self.refusals.lock().entry(code).or_insert(0) += 1;
+    }
+
+    /// A unique message id in Meta's style.
+    fn new_wamid(&self) -> String {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        format!("wamid.HBgL{:08X}{seq:016X}FQIAERgS", self.run_id)
+    }
+
+    /// A trace id for an error body.
+    pub fn fbtrace_id(&self) -> String {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        format!("ASim{:08x}{seq:010x}", self.run_id)
+    }
+
+    /// Queues an account-level webhook.
+    pub fn emit(&self, waba_id: String, field: &'static str, value: serde_json::Value) {
+        let time_s = self.clock.now_ms().div_euclid(1_000);
+        self.counters
+            .events_scheduled
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = self.sender.send(SenderCommand::Event(AccountEvent {
+            waba_id,
+            field,
+            value,
+            time_s,
+        }));
+    }
+
+    /// A snapshot of the counters; `per_recipient: false` leaves `accepted_by_recipient` empty
+    /// (it can be large).
+    pub fn stats(&self, per_recipient: bool) -> SimStats {
+        let now_ms = self.clock.now_ms();
+        let world = self.world.read();
+        let ledger = self.ledger.lock();
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let numbers = world
+            .numbers
+            .iter()
+            .zip(&ledger.numbers)
+            .map(|(number, l)| {
+                (
+                    number.id.clone(),
+                    NumberStats {
+                        accepted: l.accepted,
+                        max_accepted_in_1s: l.max_in_window,
+                        mps_limit: number.mps(),
+                    },
+                )
+            })
+            .collect();
+        let portfolios = world
+            .portfolios
+            .iter()
+            .enumerate()
+            .map(|(i, portfolio)| {
+                (
+                    portfolio.id.clone(),
+                    PortfolioStats {
+                        tier: portfolio.tier.as_meta_str().to_owned(),
+                        limit: portfolio.tier.limit(),
+                        unique_recipients_in_window: ledger.unique_in_window(i, now_ms),
+                        max_unique_recipients_in_window: ledger.portfolios[i].max_unique,
+                    },
+                )
+            })
+            .collect();
+        let accepted_by_recipient = if per_recipient {
+            ledger
+                .accepted_by_recipient
+                .iter()
+                .map(|(r, n)| (format!("+{r}"), u64::from(*n)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let accepted_total = ledger.accepted_total;
+        let scheduled = load(&c.statuses_scheduled);
+        let unplanned = accepted_total.saturating_sub(load(&c.messages_planned));
+        SimStats {
+            requests_total: load(&c.requests_total),
+            accepted_total,
+            unique_recipients: ledger.accepted_by_recipient.len() as u64,
+            recipients_accepted_more_than_once: ledger
+                .accepted_by_recipient
+                .values()
+                .filter(|&&n| n > 1)
+                .count() as u64,
+            accepted_by_recipient,
+            refusals_by_code: self.refusals.lock().clone(),
+            accepted_over_mps: ledger.accepted_over_mps,
+            accepted_within_pair_window: ledger.accepted_within_pair_window,
+            accepted_over_quota: ledger.accepted_over_quota,
+            numbers,
+            portfolios,
+            faults: FaultStats {
+                errors_5xx: load(&c.errors_5xx),
+                hangs: load(&c.hangs),
+                hangs_accepted: load(&c.hangs_accepted),
+            },
+            webhooks: WebhookStats {
+                statuses_scheduled: scheduled,
+                duplicates_scheduled: load(&c.duplicates_scheduled),
+                statuses_posted: load(&c.statuses_posted),
+                statuses_dropped: load(&c.statuses_dropped),
+                statuses_pending: (scheduled + unplanned)
+                    .saturating_sub(load(&c.statuses_posted) + load(&c.statuses_dropped)),
+                events_scheduled: load(&c.events_scheduled),
+                events_posted: load(&c.events_posted),
+                events_dropped: load(&c.events_dropped),
+                posts_ok: load(&c.posts_ok),
+                posts_failed: load(&c.posts_failed),
+            },
+        }
+    }
+}
+
+/// Why a control operation could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No such WABA, template or number.
+    #[error("{0}")]
+    NotFound(String),
+    /// A value that cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Changes to a sender number (`POST /__sim/phone-numbers/{id}`); absent fields stay.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneNumberChange {
+    /// The new messaging limit, any of Meta's forms. Applies to the number's whole portfolio.
+    #[serde(default)]
+    pub tier: Option<Tier>,
+    /// `STANDARD` or `HIGH`.
+    #[serde(default)]
+    pub throughput_level: Option<ThroughputLevel>,
+    /// `GREEN`, `YELLOW`, `RED`, `UNKNOWN`.
+    #[serde(default)]
+    pub quality_rating: Option<String>,
+    /// Coexistence with the WhatsApp Business app (20 mps).
+    #[serde(default)]
+    pub is_on_biz_app: Option<bool>,
+}
+
+/// Meta's integer limit for webhooks (`250`, `2000`, …), `"UNLIMITED"` without one.
+fn limit_json(tier: Tier) -> serde_json::Value {
+    match tier.limit() {
+        Some(limit) => serde_json::Value::from(limit),
+        None => serde_json::Value::from("UNLIMITED"),
+    }
+}
+
+impl Shared {
+    /// Sets a template's status and sends `message_template_status_update`.
+    pub fn set_template_status(
+        &self,
+        waba_id: &str,
+        name: &str,
+        language: &str,
+        status: &str,
+    ) -> Result<(), ControlError> {
+        let status = status.trim().to_ascii_uppercase();
+        if status.is_empty() || !status.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+            return Err(ControlError::Invalid(format!(
+                "{status:?} is not a template status (APPROVED, PAUSED, DISABLED, REJECTED, …)"
+            )));
+        }
+        let (value, waba) = {
+            let mut world = self.world.write();
+            let waba = *world
+                .waba_index
+                .get(waba_id)
+                .ok_or_else(|| ControlError::NotFound(format!("no WABA {waba_id}")))?;
+            let t = world.template(waba, name, language).ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "no template {name} in {language} in WABA {waba_id}"
+                ))
+            })?;
+            let template = &mut world.templates[t];
+            if template.status == status {
+                return Ok(());
+            }
+            template.status.clone_from(&status);
+            let mut value = serde_json::json!({
+                "event": status,
+                "message_template_id": template.id.parse::<i64>().map_or_else(
+                    |_| serde_json::Value::from(template.id.clone()),
+                    serde_json::Value::from,
+                ),
+                "message_template_name": template.name,
+                "message_template_language": template.language,
+                "message_template_category": template.category,
+                "reason": "NONE",
+            });
+            let other_info = match status.as_str() {
+                "PAUSED" => Some((
+                    "FIRST_PAUSE",
+                    "Your message template has been paused because of low quality.",
+                )),
+                "DISABLED" => Some((
+                    "DISABLED",
+                    "Your message template has been disabled because of repeated low quality.",
+                )),
+                _ => None,
+            };
+            if let Some((title, description)) = other_info {
+                value["other_info"] =
+                    serde_json::json!({"title": title, "description": description});
+            }
+            (value, world.wabas[waba].id.clone())
+        };
+        self.emit(waba, "message_template_status_update", value);
+        Ok(())
+    }
+
+    /// Changes a number (tier of its portfolio, throughput, quality, coexistence) and sends the
+    /// webhooks Meta would:
+    /// - tier: `business_capability_update` to each WABA of the portfolio and
+    ///   `phone_number_quality_update` (`UPGRADE`/`DOWNGRADE`, legacy events Meta's parsers still
+    ///   see) for each of its numbers;
+    /// - throughput to `HIGH`: `phone_number_quality_update` with `THROUGHPUT_UPGRADE` (Meta does
+    ///   not announce downgrades; neither does the simulator);
+    /// - quality to `RED`: `FLAGGED`; from `RED`: `UNFLAGGED` (legacy events); other quality
+    ///   changes and `is_on_biz_app` are silent.
+    pub fn set_phone_number(
+        &self,
+        id: &str,
+        change: &PhoneNumberChange,
+    ) -> Result<(), ControlError> {
+        let mut events: Vec<(String, &'static str, serde_json::Value)> = Vec::new();
+        {
+            let mut world = self.world.write();
+            let n = *world
+                .number_index
+                .get(id)
+                .ok_or_else(|| ControlError::NotFound(format!("no phone number {id}")))?;
+            let waba = world.numbers[n].waba;
+            let portfolio = world.wabas[waba].portfolio;
+            let quality = match &change.quality_rating {
+                Some(q) => {
+                    let q = q.trim().to_ascii_uppercase();
+                    if !["GREEN", "YELLOW", "RED", "UNKNOWN", "NA"].contains(&q.as_str()) {
+                        return Err(ControlError::Invalid(format!(
+                            "{q:?} is not a quality rating (GREEN, YELLOW, RED, UNKNOWN)"
+                        )));
+                    }
+                    Some(q)
+                }
+                None => None,
+            };
+            if let Some(tier) = change.tier {
+                let old = world.portfolios[portfolio].tier;
+                if old != tier {
+                    world.portfolios[portfolio].tier = tier;
+                    let event = if super::world::tier_rank(tier) > super::world::tier_rank(old) {
+                        "UPGRADE"
+                    } else {
+                        "DOWNGRADE"
+                    };
+                    for w in world.wabas.iter().filter(|w| w.portfolio == portfolio) {
+                        events.push((
+                            w.id.clone(),
+                            "business_capability_update",
+                            serde_json::json!({"max_daily_conversations_per_business": limit_json(tier)}),
+                        ));
+                        for &number in &w.numbers {
+                            events.push((
+                                w.id.clone(),
+                                "phone_number_quality_update",
+                                serde_json::json!({
+                                    "display_phone_number": world.numbers[number].display_digits,
+                                    "event": event,
+                                    "current_limit": tier.as_meta_str(),
+                                    "old_limit": old.as_meta_str(),
+                                    "max_daily_conversations_per_business": limit_json(tier),
+                                }),
+                            ));
+                        }
+                    }
+                }
+            }
+            let tier = world.portfolios[portfolio].tier;
+            let waba_id = world.wabas[waba].id.clone();
+            let number = &mut world.numbers[n];
+            if let Some(level) = change.throughput_level {
+                if level != number.throughput_level {
+                    number.throughput_level = level;
+                    if level == ThroughputLevel::High {
+                        events.push((
+                            waba_id.clone(),
+                            "phone_number_quality_update",
+                            serde_json::json!({
+                                "display_phone_number": number.display_digits,
+                                "event": "THROUGHPUT_UPGRADE",
+                                "current_limit": tier.as_meta_str(),
+                                "max_daily_conversations_per_business": limit_json(tier),
+                            }),
+                        ));
+                    }
+                }
+            }
+            if let Some(quality) = quality {
+                let event = match (number.quality_rating.as_str(), quality.as_str()) {
+                    (old, "RED") if old != "RED" => Some("FLAGGED"),
+                    ("RED", new) if new != "RED" => Some("UNFLAGGED"),
+                    _ => None,
+                };
+                number.quality_rating = quality;
+                if let Some(event) = event {
+                    events.push((
+                        waba_id,
+                        "phone_number_quality_update",
+                        serde_json::json!({
+                            "display_phone_number": number.display_digits,
+                            "event": event,
+                            "current_limit": tier.as_meta_str(),
+                            "max_daily_conversations_per_business": limit_json(tier),
+                        }),
+                    ));
+                }
+            }
+            if let Some(on) = change.is_on_biz_app {
+                number.is_on_biz_app = on;
+            }
+        }
+        for (waba_id, field, value) in events {
+            self.emit(waba_id, field, value);
+        }
+        Ok(())
+    }
+
+    /// Sets or clears the webhook URL (pending retries go to the new one).
+    pub fn set_webhook_url(&self, url: Option<String>) {
+        *self.webhook_url.write() = url.map(Arc::from);
+    }
+}
+
+/// What the simulator counted: enough for a test to prove there were no double sends and that
+/// no limit was crossed. Served by `GET /__sim/stats`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimStats {
+    /// Send requests received (valid or not).
+    pub requests_total: u64,
+    /// Messages accepted (HTTP 200 with a wamid, including hung requests that were accepted).
+    pub accepted_total: u64,
+    /// Distinct recipients ever accepted.
+    pub unique_recipients: u64,
+    /// Recipients accepted more than once (double sends, unless the test sent twice on purpose).
+    pub recipients_accepted_more_than_once: u64,
+    /// Accepted messages per recipient (E.164); empty with `?per_recipient=false`.
+    pub accepted_by_recipient: BTreeMap<String, u64>,
+    /// Error answers of the send endpoint by Meta code (faults included).
+    pub refusals_by_code: BTreeMap<i64, u64>,
+    /// Accepted while the number's last second already held its mps (only possible with
+    /// `enforce_mps` off).
+    pub accepted_over_mps: u64,
+    /// Accepted less than 6 s after the previous one to the same recipient from the same number
+    /// (only possible with `enforce_pair_rate` off).
+    pub accepted_within_pair_window: u64,
+    /// New recipients accepted while the portfolio's window was full (only with `enforce_quota`
+    /// off).
+    pub accepted_over_quota: u64,
+    /// Per sender number (phone-number id).
+    pub numbers: BTreeMap<String, NumberStats>,
+    /// Per portfolio (portfolio id).
+    pub portfolios: BTreeMap<String, PortfolioStats>,
+    /// Injected faults.
+    pub faults: FaultStats,
+    /// The webhook sender.
+    pub webhooks: WebhookStats,
+}
+
+/// One sender number's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberStats {
+    /// Messages accepted from this number.
+    pub accepted: u64,
+    /// The most messages accepted within any 1 s window.
+    pub max_accepted_in_1s: u32,
+    /// The number's current mps limit.
+    pub mps_limit: u32,
+}
+
+/// One portfolio's messaging-limit usage.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortfolioStats {
+    /// Meta's name of the tier (`TIER_250`, `TIER_10K`, …).
+    pub tier: String,
+    /// Unique recipients allowed per moving 24 h; `None` = unlimited.
+    pub limit: Option<u32>,
+    /// Unique recipients in the window now.
+    pub unique_recipients_in_window: u64,
+    /// The most unique recipients the window ever held.
+    pub max_unique_recipients_in_window: u64,
+}
+
+/// Injected faults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultStats {
+    /// Sends answered with a simulated 5xx.
+    pub errors_5xx: u64,
+    /// Sends whose answer was held.
+    pub hangs: u64,
+    /// Hung sends that were accepted before hanging.
+    pub hangs_accepted: u64,
+}
+
+/// The webhook sender's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookStats {
+    /// Statuses planned (duplicates included).
+    pub statuses_scheduled: u64,
+    /// Of which duplicates.
+    pub duplicates_scheduled: u64,
+    /// Statuses in a POST that got a 2xx (counted once, however many attempts it took).
+    pub statuses_posted: u64,
+    /// Statuses dropped because no webhook URL was set.
+    pub statuses_dropped: u64,
+    /// Statuses not yet posted nor dropped (an accepted message not yet planned counts as one):
+    /// 0 means the sender is idle.
+    pub statuses_pending: u64,
+    /// Account-level notifications queued (template status, quality, capability).
+    pub events_scheduled: u64,
+    /// Of which posted with a 2xx.
+    pub events_posted: u64,
+    /// Of which dropped (no webhook URL).
+    pub events_dropped: u64,
+    /// POSTs answered 2xx.
+    pub posts_ok: u64,
+    /// POSTs that failed (non-2xx or connection error); each is retried.
+    pub posts_failed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use serde_json::json;
+
+    const T0: i64 = 1_767_225_600_000;
+
+    fn world() -> World {
+        World::build(&SimConfig::sandbox()).unwrap()
+    }
+
+    /// Number 0 (TIER_250, STANDARD) of the sandbox and its WABA's token.
+    const NUMBER: &str = "106540352240001";
+    const TOKEN: Option<&str> = Some("sandbox-token");
+
+    fn send_body(template: &str, language: &str, components: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": "+5491112345678",
+            "type": "template",
+            "biz_opaque_callback_data": "msg-1",
+            "template": {"name": template, "language": {"code": language}, "components": components}
+        }))
+        .unwrap()
+    }
+
+    fn welcome(name_param: serde_json::Value) -> Vec<u8> {
+        send_body(
+            "welcome_message",
+            "es",
+            json!([{"type": "body", "parameters": [name_param]}]),
+        )
+    }
+
+    fn code_of(result: Result<ValidSend, SimError>) -> i64 {
+        match result {
+            Ok(_) => 0,
+            Err(e) => e.code,
+        }
+    }
+
+    fn check(body: &[u8]) -> i64 {
+        code_of(validate_send(&world(), NUMBER, TOKEN, body))
+    }
+
+    #[test]
+    fn a_valid_named_send_passes_with_what_the_webhook_needs() {
+        let body =
+            welcome(json!({"type": "text", "parameter_name": "customer_name", "text": "Ana"}));
+        let valid = validate_send(&world(), NUMBER, TOKEN, &body).unwrap();
+        assert_eq!(valid.to, "+5491112345678");
+        assert_eq!(valid.recipient, 5_491_112_345_678);
+        assert_eq!(valid.opaque.as_deref(), Some("msg-1"));
+        assert_eq!(valid.mps, 80);
+        assert_eq!(valid.tier_limit, Some(250));
+        assert!(!valid.undeliverable);
+        assert_eq!(&*valid.pricing_category, "marketing");
+    }
+
+    #[test]
+    fn what_our_own_renderer_builds_is_accepted_for_every_sandbox_template() {
+        let world = world();
+        for t in world.templates.iter().filter(|t| t.status == "APPROVED") {
+            let mut vars = BTreeMap::new();
+            for key in t.spec.expected_variables() {
+                let value = if key == "header_media" {
+                    "https://files.example.com/x.pdf".to_owned()
+                } else {
+                    format!("v{key}")
+                };
+                vars.insert(key, value);
+            }
+            let buttons: BTreeMap<String, String> = t
+                .spec
+                .expected_button_variables()
+                .into_iter()
+                .map(|k| (k, "CODE1".to_owned()))
+                .collect();
+            let components = t.spec.render(&vars, &buttons);
+            let waba = world
+                .wabas
+                .iter()
+                .position(|w| w.templates.contains(&world.template_index[&t.id]))
+                .unwrap();
+            let number = &world.numbers[world.wabas[waba].numbers[0]];
+            let body = send_body(&t.name, &t.language, components);
+            let result = validate_send(&world, &number.id, TOKEN, &body);
+            assert!(
+                result.is_ok(),
+                "{} {}: {:?}",
+                t.name,
+                t.language,
+                result.err()
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_before_anything_else() {
+        let body =
+            welcome(json!({"type": "text", "parameter_name": "customer_name", "text": "Ana"}));
+        let w = world();
+        for token in [None, Some("nope")] {
+            let err = validate_send(&w, NUMBER, token, &body).unwrap_err();
+            assert_eq!((err.http_status, err.code), (401, 190));
+            // Even for a number that does not exist.
+            let err = validate_send(&w, "999", token, b"not json").unwrap_err();
+            assert_eq!(err.code, 190);
+        }
+        let err = validate_send(&w, "999", TOKEN, &body).unwrap_err();
+        assert_eq!(
+            (err.http_status, err.code, err.subcode),
+            (400, 100, Some(33))
+        );
+        assert!(err.message.contains("Object with ID '999' does not exist"));
+        // Another WABA's token is not this number's.
+        let mut config = SimConfig::sandbox();
+        config.wabas[1].access_token = "other".into();
+        let w = World::build(&config).unwrap();
+        assert_eq!(
+            code_of(validate_send(&w, NUMBER, Some("other"), &body)),
+            190
+        );
+    }
+
+    #[test]
+    fn envelope_problems_are_100_or_131009() {
+        assert_eq!(check(b"{not json"), 100);
+        assert_eq!(check(br#"{"to": 5}"#), 100);
+        let base = json!({
+            "messaging_product": "whatsapp", "to": "+5491112345678", "type": "template",
+            "template": {"name": "hello_world", "language": {"code": "en_US"}}
+        });
+        assert_eq!(check(&serde_json::to_vec(&base).unwrap()), 0);
+        let with = |key: &str, value: serde_json::Value| {
+            let mut v = base.clone();
+            if value.is_null() {
+                v.as_object_mut().unwrap().remove(key);
+            } else {
+                v[key] = value;
+            }
+            check(&serde_json::to_vec(&v).unwrap())
+        };
+        assert_eq!(with("messaging_product", json!(null)), 100);
+        assert_eq!(with("messaging_product", json!("messenger")), 100);
+        assert_eq!(with("type", json!("text")), 131_009);
+        assert_eq!(with("type", json!(null)), 131_009);
+        assert_eq!(with("recipient_type", json!("group")), 131_009);
+        assert_eq!(with("to", json!(null)), 100);
+        for bad in [
+            "5491112345678",
+            "+54 9 11 1234-5678",
+            "+0123456789",
+            "+12",
+            "abc",
+        ] {
+            assert_eq!(with("to", json!(bad)), 131_009, "{bad}");
+        }
+        assert_eq!(with("to", json!("+12025550101")), 131_021);
+        assert_eq!(with("template", json!(null)), 100);
+        assert_eq!(with("template", json!({"name": "hello_world"})), 100);
+        assert_eq!(
+            with("template", json!({"language": {"code": "en_US"}})),
+            100
+        );
+    }
+
+    #[test]
+    fn template_lookup_and_status_codes() {
+        let err = validate_send(&world(), NUMBER, TOKEN, &send_body("nope", "es", json!([])))
+            .unwrap_err();
+        assert_eq!((err.http_status, err.code), (404, 132_001));
+        assert!(err.details.contains("nope") && err.details.contains("es"));
+        // The right name in a language it does not have.
+        assert_eq!(check(&send_body("hello_world", "en", json!([]))), 132_001);
+        // REJECTED and PENDING are "not approved".
+        assert_eq!(
+            check(&send_body(
+                "account_alert",
+                "en",
+                json!([{"type": "body", "parameters": [{"type": "text", "text": "1"}]}])
+            )),
+            132_001
+        );
+        let mut w = world();
+        let i = w.template(0, "hello_world", "en_US").unwrap();
+        w.templates[i].status = "PENDING".into();
+        assert_eq!(
+            code_of(validate_send(
+                &w,
+                NUMBER,
+                TOKEN,
+                &send_body("hello_world", "en_US", json!([]))
+            )),
+            132_001
+        );
+        w.templates[i].status = "DISABLED".into();
+        assert_eq!(
+            code_of(validate_send(
+                &w,
+                NUMBER,
+                TOKEN,
+                &send_body("hello_world", "en_US", json!([]))
+            )),
+            132_016
+        );
+        let paused =
+            welcome(json!({"type": "text", "parameter_name": "customer_name", "text": "A"}));
+        let paused = String::from_utf8(paused)
+            .unwrap()
+            .replace("welcome_message", "seasonal_sale");
+        assert_eq!(check(paused.as_bytes()), 132_015);
+    }
+
+    #[test]
+    fn parameter_counts_and_names() {
+        // Body count.
+        assert_eq!(
+            check(&send_body("welcome_message", "es", json!([]))),
+            132_000
+        );
+        assert_eq!(
+            check(&send_body(
+                "welcome_message",
+                "es",
+                json!([{"type": "body", "parameters": [
+                {"type": "text", "parameter_name": "customer_name", "text": "A"},
+                {"type": "text", "parameter_name": "other", "text": "B"}]}])
+            )),
+            132_000
+        );
+        // Named: name missing, unknown.
+        assert_eq!(check(&welcome(json!({"type": "text", "text": "Ana"}))), 100);
+        assert_eq!(
+            check(&welcome(
+                json!({"type": "text", "parameter_name": "name", "text": "Ana"})
+            )),
+            100
+        );
+        // Empty text.
+        assert_eq!(
+            check(&welcome(
+                json!({"type": "text", "parameter_name": "customer_name", "text": "  "})
+            )),
+            131_008
+        );
+        assert_eq!(
+            check(&welcome(
+                json!({"type": "text", "parameter_name": "customer_name"})
+            )),
+            131_008
+        );
+        // Wrong type for a text slot.
+        assert_eq!(
+            check(&welcome(
+                json!({"type": "image", "parameter_name": "customer_name", "image": {"id": "1"}})
+            )),
+            132_012
+        );
+        // New lines and long runs of spaces.
+        assert_eq!(
+            check(&welcome(
+                json!({"type": "text", "parameter_name": "customer_name", "text": "A\nB"})
+            )),
+            100
+        );
+        assert_eq!(
+            check(&welcome(
+                json!({"type": "text", "parameter_name": "customer_name", "text": "A     B"})
+            )),
+            100
+        );
+        // A header the template does not have.
+        assert_eq!(
+            check(&send_body(
+                "hello_world",
+                "en_US",
+                json!([{"type": "header", "parameters": [{"type": "text", "text": "x"}]}])
+            )),
+            132_000
+        );
+        // Unknown component type.
+        assert_eq!(
+            check(&send_body(
+                "hello_world",
+                "en_US",
+                json!([{"type": "footer", "parameters": []}])
+            )),
+            100
+        );
+    }
+
+    fn order(components: serde_json::Value) -> i64 {
+        check(&send_body("order_update", "es", components))
+    }
+
+    #[test]
+    fn positional_parameters_and_dynamic_buttons() {
+        let body = json!({"type": "body", "parameters": [{"type": "text", "text": "A-1"}, {"type": "text", "text": "en camino"}]});
+        let button = json!({"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "A-1"}]});
+        assert_eq!(order(json!([body, button])), 0);
+        // The index as a number is fine too.
+        let mut numeric = button.clone();
+        numeric["index"] = json!(0);
+        assert_eq!(order(json!([body, numeric])), 0);
+        // Positional parameters carry no name.
+        let named = json!({"type": "body", "parameters": [{"type": "text", "parameter_name": "1", "text": "A-1"}, {"type": "text", "text": "x"}]});
+        assert_eq!(order(json!([named, button])), 100);
+        // The dynamic button's component is required.
+        assert_eq!(order(json!([body])), 131_008);
+        // Its parameter must be non-empty text.
+        let empty = json!({"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": ""}]});
+        assert_eq!(order(json!([body, empty])), 131_008);
+        let none = json!({"type": "button", "sub_type": "url", "index": "0", "parameters": []});
+        assert_eq!(order(json!([body, none])), 132_000);
+        // Index out of range or not a number; wrong sub_type; twice the same index.
+        let mut far = button.clone();
+        far["index"] = json!("3");
+        assert_eq!(order(json!([body, far])), 131_009);
+        let mut word = button.clone();
+        word["index"] = json!("first");
+        assert_eq!(order(json!([body, word])), 131_009);
+        let mut quick = button.clone();
+        quick["sub_type"] = json!("quick_reply");
+        assert_eq!(order(json!([body, quick])), 131_009);
+        assert_eq!(order(json!([body, button, button])), 100);
+    }
+
+    #[test]
+    fn copy_code_quick_reply_and_media_headers() {
+        let promo = |buttons: serde_json::Value| {
+            let mut components =
+                vec![json!({"type": "body", "parameters": [{"type": "text", "text": "20"}]})];
+            components.extend(buttons.as_array().unwrap().iter().cloned());
+            check(&send_body("promo_code", "es", json!(components)))
+        };
+        let coupon = json!({"type": "button", "sub_type": "copy_code", "index": 0, "parameters": [{"type": "coupon_code", "coupon_code": "SAVE20"}]});
+        assert_eq!(promo(json!([coupon])), 0);
+        let reply = json!({"type": "button", "sub_type": "quick_reply", "index": "1", "parameters": [{"type": "payload", "payload": "NO"}]});
+        assert_eq!(promo(json!([coupon, reply])), 0);
+        assert_eq!(promo(json!([])), 131_008);
+        let long = json!({"type": "button", "sub_type": "copy_code", "index": 0, "parameters": [{"type": "coupon_code", "coupon_code": "THIS-IS-TOO-LONG-1"}]});
+        assert_eq!(promo(json!([long])), 131_009);
+        let text = json!({"type": "button", "sub_type": "copy_code", "index": 0, "parameters": [{"type": "text", "text": "SAVE20"}]});
+        assert_eq!(promo(json!([text])), 132_012);
+
+        let invoice = |header: serde_json::Value| {
+            check(&send_body(
+                "invoice_ready",
+                "es",
+                json!([header, {"type": "body", "parameters": [{"type": "text", "text": "F-1"}]}]),
+            ))
+        };
+        assert_eq!(
+            invoice(
+                json!({"type": "header", "parameters": [{"type": "document", "document": {"link": "https://x/y.pdf"}}]})
+            ),
+            0
+        );
+        assert_eq!(
+            invoice(
+                json!({"type": "header", "parameters": [{"type": "image", "image": {"link": "https://x/y.png"}}]})
+            ),
+            132_012
+        );
+        assert_eq!(
+            invoice(
+                json!({"type": "header", "parameters": [{"type": "document", "document": {}}]})
+            ),
+            131_008
+        );
+        assert_eq!(
+            invoice(json!({"type": "header", "parameters": []})),
+            132_000
+        );
+    }
+
+    #[test]
+    fn undeliverable_recipients_are_valid_and_flagged() {
+        let body = String::from_utf8(welcome(
+            json!({"type": "text", "parameter_name": "customer_name", "text": "Ana"}),
+        ))
+        .unwrap()
+        .replace("+5491112345678", "+14155550100");
+        let valid = validate_send(&world(), NUMBER, TOKEN, body.as_bytes()).unwrap();
+        assert!(valid.undeliverable);
+    }
+
+    // --- limits -------------------------------------------------------------------------------
+
+    fn limits(mps: u32, tier_limit: Option<u32>) -> Limits {
+        Limits {
+            mps,
+            tier_limit,
+            enforce_mps: true,
+            enforce_pair_rate: true,
+            enforce_quota: true,
+        }
+    }
+
+    #[test]
+    fn throughput_is_a_sliding_one_second_window() {
+        let mut ledger = Ledger::new(1, 1);
+        let l = limits(3, None);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(ledger.admit(0, 0, 1, &l, at(0), T0), Ok(()));
+        assert_eq!(ledger.admit(0, 0, 2, &l, at(300), T0), Ok(()));
+        assert_eq!(ledger.admit(0, 0, 3, &l, at(600), T0), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 4, &l, at(999), T0),
+            Err(LimitRefusal::Throughput)
+        );
+        // The refusal was not recorded: at 1 000 ms the first accept has left the window.
+        assert_eq!(ledger.admit(0, 0, 4, &l, at(1_000), T0), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 5, &l, at(1_200), T0),
+            Err(LimitRefusal::Throughput)
+        );
+        assert_eq!(ledger.admit(0, 0, 5, &l, at(1_300), T0), Ok(()));
+        assert_eq!(ledger.numbers[0].max_in_window, 3);
+        assert_eq!(ledger.accepted_total, 5);
+        assert_eq!(ledger.accepted_over_mps, 0);
+    }
+
+    #[test]
+    fn throughput_is_per_number() {
+        let mut ledger = Ledger::new(2, 1);
+        let l = limits(1, None);
+        let t = Instant::now();
+        assert_eq!(ledger.admit(0, 0, 1, &l, t, T0), Ok(()));
+        assert_eq!(ledger.admit(1, 0, 2, &l, t, T0), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 3, &l, t, T0),
+            Err(LimitRefusal::Throughput)
+        );
+    }
+
+    #[test]
+    fn pair_rate_is_one_message_per_six_seconds_per_number_and_recipient() {
+        let mut ledger = Ledger::new(2, 1);
+        let l = limits(1_000, None);
+        let t = Instant::now();
+        assert_eq!(ledger.admit(0, 0, 7, &l, t, T0), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 7, &l, t, T0 + 5_999),
+            Err(LimitRefusal::PairRate)
+        );
+        // Other recipients and other numbers are unaffected.
+        assert_eq!(ledger.admit(0, 0, 8, &l, t, T0 + 1), Ok(()));
+        assert_eq!(ledger.admit(1, 0, 7, &l, t, T0 + 1), Ok(()));
+        assert_eq!(ledger.admit(0, 0, 7, &l, t, T0 + 6_000), Ok(()));
+        assert_eq!(ledger.accepted_by_recipient[&7], 3);
+    }
+
+    #[test]
+    fn the_portfolio_quota_counts_unique_recipients_in_a_moving_day() {
+        let mut ledger = Ledger::new(2, 1);
+        let l = limits(1_000, Some(2));
+        let t = Instant::now();
+        assert_eq!(ledger.admit(0, 0, 1, &l, t, T0), Ok(()));
+        // Another number of the same portfolio shares the quota.
+        assert_eq!(ledger.admit(1, 0, 2, &l, t, T0 + 10_000), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 3, &l, t, T0 + 20_000),
+            Err(LimitRefusal::MessagingLimit)
+        );
+        // A recipient already in the window costs nothing (and refreshes its time).
+        assert_eq!(ledger.admit(0, 0, 1, &l, t, T0 + 20_000), Ok(()));
+        assert_eq!(ledger.unique_in_window(0, T0 + 20_000), 2);
+        // 24 h after recipient 2's send it leaves the window; 1 stays (refreshed at +20 s).
+        let day = QUOTA_WINDOW_MS;
+        assert_eq!(
+            ledger.admit(0, 0, 3, &l, t, T0 + day + 9_999),
+            Err(LimitRefusal::MessagingLimit)
+        );
+        assert_eq!(ledger.admit(0, 0, 3, &l, t, T0 + day + 10_000), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 4, &l, t, T0 + day + 10_001),
+            Err(LimitRefusal::MessagingLimit)
+        );
+        assert_eq!(ledger.admit(0, 0, 4, &l, t, T0 + day + 20_000), Ok(()));
+        assert_eq!(ledger.portfolios[0].max_unique, 2);
+        assert_eq!(ledger.accepted_over_quota, 0);
+    }
+
+    #[test]
+    fn portfolios_have_separate_quotas_and_unlimited_has_none() {
+        let mut ledger = Ledger::new(2, 2);
+        let t = Instant::now();
+        let one = limits(1_000, Some(1));
+        assert_eq!(ledger.admit(0, 0, 1, &one, t, T0), Ok(()));
+        assert_eq!(ledger.admit(1, 1, 2, &one, t, T0), Ok(()));
+        let unlimited = limits(1_000, None);
+        for r in 10..100 {
+            assert_eq!(ledger.admit(1, 1, r, &unlimited, t, T0), Ok(()));
+        }
+    }
+
+    #[test]
+    fn lifted_limits_still_count_what_was_crossed() {
+        let mut ledger = Ledger::new(1, 1);
+        let l = Limits {
+            mps: 1,
+            tier_limit: Some(1),
+            enforce_mps: false,
+            enforce_pair_rate: false,
+            enforce_quota: false,
+        };
+        let t = Instant::now();
+        for r in [1, 1, 2] {
+            assert_eq!(ledger.admit(0, 0, r, &l, t, T0), Ok(()));
+        }
+        assert_eq!(ledger.accepted_over_mps, 2);
+        assert_eq!(ledger.accepted_within_pair_window, 1);
+        assert_eq!(ledger.accepted_over_quota, 1);
+        assert_eq!(ledger.numbers[0].max_in_window, 3);
+    }
+
+    #[test]
+    fn old_pair_entries_are_pruned() {
+        let mut ledger = Ledger::new(1, 1);
+        let l = Limits {
+            enforce_quota: false,
+            ..limits(u32::MAX, None)
+        };
+        let t = Instant::now();
+        for r in 0..PAIR_PRUNE_MIN as u64 {
+            ledger.admit(0, 0, r, &l, t, T0).unwrap();
+        }
+        ledger
+            .admit(0, 0, u64::MAX, &l, t, T0 + PAIR_WINDOW_MS)
+            .unwrap();
+        assert_eq!(ledger.numbers[0].pairs.len(), 1);
+    }
+
+    // --- shared state -------------------------------------------------------------------------
+
+    fn shared() -> (
+        Shared,
+        tokio::sync::mpsc::UnboundedReceiver<SenderCommand>,
+        ManualClock,
+    ) {
+        let clock = ManualClock::new(T0);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Shared::new(&SimConfig::sandbox(), Arc::new(clock.clone()), tx).unwrap();
+        (shared, rx, clock)
+    }
+
+    #[test]
+    fn an_accepted_send_gets_a_unique_wamid_and_goes_to_the_webhook_sender() {
+        let (shared, mut rx, clock) = shared();
+        let b = shared.behaviour();
+        let body =
+            welcome(json!({"type": "text", "parameter_name": "customer_name", "text": "Ana"}));
+        let first = shared
+            .admit(shared.validate(NUMBER, TOKEN, &body).unwrap(), &b)
+            .unwrap();
+        assert!(first.wamid.starts_with("wamid."));
+        let err = shared
+            .admit(shared.validate(NUMBER, TOKEN, &body).unwrap(), &b)
+            .unwrap_err();
+        assert_eq!((err.http_status, err.code), (400, 131_056));
+        clock.advance_ms(PAIR_WINDOW_MS);
+        let second = shared
+            .admit(shared.validate(NUMBER, TOKEN, &body).unwrap(), &b)
+            .unwrap();
+        assert_ne!(first.wamid, second.wamid);
+        match rx.try_recv().unwrap() {
+            SenderCommand::Accepted(m) => {
+                assert_eq!(m.wamid, first.wamid);
+                assert_eq!(m.recipient_id, "5491112345678");
+                assert_eq!(m.opaque.as_deref(), Some("msg-1"));
+                assert_eq!(m.accepted_ms, T0);
+            }
+            other => panic!("{other:?}"),
+        }
+        let stats = shared.stats(true);
+        assert_eq!(stats.accepted_total, 2);
+        assert_eq!(stats.accepted_by_recipient["+5491112345678"], 2);
+        assert_eq!(stats.recipients_accepted_more_than_once, 1);
+        assert_eq!(stats.numbers[NUMBER].accepted, 2);
+        assert_eq!(
+            stats.portfolios["102938475610001"].unique_recipients_in_window,
+            1
+        );
+        assert_eq!(stats.portfolios["102938475610001"].limit, Some(250));
+    }
+
+    #[test]
+    fn the_sandbox_starter_portfolio_refuses_its_251st_recipient() {
+        let (shared, _rx, _clock) = shared();
+        let b = Behaviour {
+            enforce_mps: false,
+            ..shared.behaviour()
+        };
+        let mut codes = BTreeMap::new();
+        for i in 0..260u64 {
+            let body = String::from_utf8(welcome(
+                json!({"type": "text", "parameter_name": "customer_name", "text": "Ana"}),
+            ))
+            .unwrap()
+            .replace("+5491112345678", &format!("+54911{:08}", i));
+            let valid = shared.validate(NUMBER, TOKEN, body.as_bytes()).unwrap();
+            let code = shared.admit(valid, &b).map_or_else(|e| e.code, |_| 0);
+            *codes.entry(code).or_insert(0) += 1;
+        }
+        assert_eq!(codes[&0], 250);
+        assert_eq!(codes[&131_048], 10);
+    }
+
+    #[test]
+    fn faults_follow_their_ratios() {
+        let (shared, _rx, _clock) = shared();
+        let mut b = shared.behaviour();
+        assert_eq!(shared.roll_fault(&b), Fault::None);
+        b.error_5xx_ratio = 1.0;
+        match shared.roll_fault(&b) {
+            Fault::Error(e) => assert!(e.http_status == 500 && [1, 131_000].contains(&e.code)),
+            other => panic!("{other:?}"),
+        }
+        b.error_5xx_ratio = 0.0;
+        b.hang_ratio = 1.0;
+        assert_eq!(
+            shared.roll_fault(&b),
+            Fault::Hang {
+                ms: b.hang_ms,
+                accept: true
+            }
+        );
+    }
+
+    #[test]
+    fn error_bodies_have_metas_shape_and_parse_back() {
+        let err = SimError::throughput();
+        let body = err.body("AbC");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["message"], "(#130429) Rate limit hit");
+        assert_eq!(v["error"]["type"], "OAuthException");
+        assert_eq!(v["error"]["code"], 130_429);
+        assert_eq!(v["error"]["error_data"]["messaging_product"], "whatsapp");
+        assert_eq!(v["error"]["fbtrace_id"], "AbC");
+        let parsed = crate::meta::error::MetaError::from_response(400, &body);
+        assert_eq!(parsed.code, 130_429);
+        assert_eq!(
+            parsed.details.as_deref(),
+            Some("Cloud API message throughput has been reached.")
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_header() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(Some("OAuth abc")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(None), None);
+    }
+}
