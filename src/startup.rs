@@ -81,6 +81,11 @@ impl Application {
         self.port
     }
 
+    /// A handle that stops the HTTP server.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// The shared state (database, config, clock).
     pub fn state(&self) -> &AppState {
         &self.state

@@ -497,7 +497,19 @@ impl BulkSendActor {
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
             act.flushing = false;
             match result {
-                Ok(_) => act.settle_if_done(ctx),
+                Ok((_, batch)) => {
+                    if batch
+                        .iter()
+                        .any(|(_, o)| matches!(o, Outcome::Reset { .. }))
+                    {
+                        // Messages put back to pending may sort before the scan's position:
+                        // scan again from the start. Messages already offered are not offered
+                        // twice, and marking is conditional, so none can go out twice.
+                        act.cursor = (i64::MIN, 0);
+                        act.next_load_at = i64::MIN;
+                    }
+                    act.settle_if_done(ctx);
+                }
                 Err(err) => {
                     // The messages stay `dispatching` in the database; a restart reconciles
                     // them. Restarting now is the honest way to not lose track.
@@ -515,7 +527,6 @@ impl BulkSendActor {
             return;
         }
         let policy = self.ctx.config.reconcile_policy;
-        let cursor_at = self.cursor.0;
         let mut still = Vec::with_capacity(self.unknown.len());
         for (id, deadline) in std::mem::take(&mut self.unknown) {
             if deadline > now {
@@ -527,7 +538,7 @@ impl BulkSendActor {
             } else {
                 match policy {
                     ReconcilePolicy::Resend => Outcome::Reset {
-                        next_attempt_at: now.max(cursor_at.saturating_add(1)),
+                        next_attempt_at: now,
                     },
                     ReconcilePolicy::Fail => Outcome::Failed {
                         error_code: None,

@@ -11,6 +11,7 @@ use diesel::Connection;
 use mindo_bulk::clock::ManualClock;
 use mindo_bulk::config::Config;
 use mindo_bulk::startup::Application;
+use mindo_bulk::storage::Db;
 
 /// Where a test's data lives; cleaned up on drop.
 pub enum TestDatabase {
@@ -95,6 +96,10 @@ fn with_database(url: &str, name: &str) -> String {
 /// A running daemon and what a test needs to talk to it.
 pub struct TestApp {
     pub address: String,
+    pub db: Db,
+    pub server: actix_web::dev::ServerHandle,
+    pub engine: mindo_bulk::engine::Engine,
+    pub clock: ManualClock,
     pub client: reqwest::Client,
     pub database: Arc<TestDatabase>,
 }
@@ -116,27 +121,71 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the daemon on a fresh database, after `tweak` adjusts the config.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on_clock(ManualClock::new(START_MS), tweak).await
+}
+
+/// 2026-01-01T00:00:00Z: a fixed start so time-based behaviour is reproducible.
+pub const START_MS: i64 = 1_767_225_600_000;
+
+/// Starts the daemon on a fresh database with the given clock.
+pub async fn spawn_app_on_clock(clock: ManualClock, tweak: impl FnOnce(&mut Config)) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         mindo_bulk::telemetry::init("debug", mindo_bulk::config::LogFormat::Text);
     }
-    let database = Arc::new(TestDatabase::create());
+    spawn_app_on(Arc::new(TestDatabase::create()), clock, tweak).await
+}
+
+/// Starts a daemon on an existing database (a restart).
+pub async fn spawn_app_on(
+    database: Arc<TestDatabase>,
+    clock: ManualClock,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = test_config(database.url());
     tweak(&mut config);
-    // 2026-01-01T00:00:00Z: a fixed start so time-based behaviour is reproducible.
-    let clock = ManualClock::new(1_767_225_600_000);
-    let app = Application::build_with_clock(config, Arc::new(clock))
+    let app = Application::build_with_clock(config, Arc::new(clock.clone()))
         .await
         .expect("the application builds");
     let port = app.port();
+    let db = app.state().db.clone();
+    let server = app.server_handle();
+    let engine = app.state().engine.clone();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
+        db,
+        server,
+        engine,
+        clock,
         client: reqwest::Client::new(),
         database,
     }
 }
 
 impl TestApp {
+    /// Stops the daemon the hard way: the engine's actors go away with whatever they held
+    /// in memory, and the server stops answering.
+    pub async fn crash(&self) {
+        self.engine.stop();
+        self.server.stop(false).await;
+    }
+
+    /// POST JSON to `path` with an API key.
+    pub async fn post(
+        &self,
+        path: &str,
+        api_key: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{}{}", self.address, path))
+            .header("X-API-Key", api_key)
+            .json(body)
+            .send()
+            .await
+            .expect("the request is answered")
+    }
+
     /// GET `path` with an optional API key.
     pub async fn get(&self, path: &str, api_key: Option<&str>) -> reqwest::Response {
         let mut req = self.client.get(format!("{}{}", self.address, path));

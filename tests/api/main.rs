@@ -2,8 +2,12 @@
 //! PostgreSQL when `MINDO_TEST_POSTGRES_URL` is set).
 
 mod auth;
+mod bulk_sends;
 mod cli;
+mod engine;
 mod errors;
 mod health;
 mod helpers;
+mod meta;
 mod migrations;
+mod send_bulk;

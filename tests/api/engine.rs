@@ -1,0 +1,414 @@
+//! The engine's behaviour against the simulator: schedules, controls, limits, errors,
+//! restarts. Time that matters (schedules, quota windows, pair rate, backoff, reconcile
+//! grace) is the injected clock, moved by the tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mindo_bulk::clock::Clock;
+use mindo_bulk::meta::client::TemplateMessage;
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app_on;
+use crate::meta::{
+    phones, spawn_with_meta, spawn_with_meta_tweaked, welcome, MetaApp, NUMBER_10K, NUMBER_250,
+    WABA_250,
+};
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+
+fn id_of(body: &Value) -> String {
+    body["bulk_send_id"].as_str().unwrap().to_owned()
+}
+
+/// Lets the engine run for a while of real time (for "nothing happens" checks).
+async fn settle() {
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+}
+
+async fn control(meta: &MetaApp, id: &str, action: &str) -> (u16, Value) {
+    let res = meta
+        .app
+        .post(
+            &format!("/api/v1/meta-templates/bulk-sends/{id}/{action}/"),
+            &meta.api_key,
+            &json!({}),
+        )
+        .await;
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+#[actix_web::test]
+async fn a_scheduled_send_waits_for_its_time() {
+    let meta = spawn_with_meta().await;
+    let mut body = welcome(NUMBER_10K, &phones(0, 3));
+    body["scheduled_at"] = json!("2026-01-01T01:00:00Z");
+    let (status, res) = meta.send_bulk(&body).await;
+    assert_eq!(status, 202);
+    let id = id_of(&res);
+    settle().await;
+    let s = meta.status(&id).await;
+    assert_eq!(s["status"], "QUEUED");
+    assert_eq!(s["scheduled_at"], "2026-01-01T01:00:00Z");
+    assert_eq!(meta.stats().accepted_total, 0);
+    meta.app.clock.advance_ms(HOUR_MS);
+    let s = meta.wait_status(&id, |s| s["status"] == "COMPLETED").await;
+    assert_eq!(s["sent_count"], 3);
+}
+
+#[actix_web::test]
+async fn pause_holds_a_send_and_resume_finishes_it() {
+    let meta = spawn_with_meta().await;
+    let mut body = welcome(NUMBER_10K, &phones(0, 4));
+    body["scheduled_at"] = json!("2026-01-01T01:00:00Z");
+    let (_, res) = meta.send_bulk(&body).await;
+    let id = id_of(&res);
+    let (status, paused) = control(&meta, &id, "pause").await;
+    assert_eq!(status, 200, "{paused:#}");
+    assert_eq!(paused["paused"], true);
+    assert!(paused["pause_reason"].is_string());
+    meta.app.clock.advance_ms(HOUR_MS);
+    settle().await;
+    assert_eq!(
+        meta.stats().accepted_total,
+        0,
+        "a paused send dispatches nothing"
+    );
+    let (status, resumed) = control(&meta, &id, "resume").await;
+    assert_eq!(status, 200);
+    assert_eq!(resumed["paused"], false);
+    assert_eq!(resumed["pause_reason"], Value::Null);
+    let s = meta.wait_status(&id, |s| s["status"] == "COMPLETED").await;
+    assert_eq!(s["sent_count"], 4);
+    let (status, res) = control(&meta, &id, "pause").await;
+    assert_eq!(
+        (status, res["code"].as_str()),
+        (409, Some("already_finished"))
+    );
+}
+
+#[actix_web::test]
+async fn a_tier_250_number_sends_exactly_250_and_waits_for_the_window() {
+    let meta = spawn_with_meta().await;
+    let (status, res) = meta.send_bulk(&welcome(NUMBER_250, &phones(0, 300))).await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        res["quota_info"],
+        json!({"can_send": false, "quota_needed": 300, "quota_available": 250,
+               "quota_total": 250, "tier": "TIER_250"})
+    );
+    assert!(res["estimated_time_minutes"].as_f64().unwrap() >= 24.0 * 60.0);
+    let id = id_of(&res);
+    let s = meta.wait_status(&id, |s| s["sent_count"] == 250).await;
+    settle().await;
+    let s2 = meta.status(&id).await;
+    assert_eq!(s2["sent_count"], 250, "{s:#}");
+    assert_eq!(s2["pending_count"], 50);
+    assert_eq!(s2["status"], "PROCESSING");
+    let stats = meta.stats();
+    assert_eq!(stats.accepted_total, 250);
+    assert!(
+        stats.refusals_by_code.is_empty(),
+        "{:?}",
+        stats.refusals_by_code
+    );
+
+    // The window moves: a day later the rest goes.
+    meta.app.clock.advance_ms(24 * HOUR_MS + 1_000);
+    let s = meta.wait_status(&id, |s| s["status"] == "COMPLETED").await;
+    assert_eq!(s["sent_count"], 300);
+    let stats = meta.stats();
+    assert_eq!(stats.accepted_total, 300);
+    assert!(
+        stats.refusals_by_code.is_empty(),
+        "{:?}",
+        stats.refusals_by_code
+    );
+}
+
+#[actix_web::test]
+async fn cancel_stops_dispatching_and_counts_the_rest_as_cancelled() {
+    let meta = spawn_with_meta().await;
+    let (_, res) = meta.send_bulk(&welcome(NUMBER_250, &phones(0, 300))).await;
+    let id = id_of(&res);
+    meta.wait_status(&id, |s| s["sent_count"] == 250).await;
+    let (status, cancelled) = control(&meta, &id, "cancel").await;
+    assert_eq!(status, 200, "{cancelled:#}");
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled["cancelled_count"], 50);
+    assert_eq!(cancelled["pending_count"], 0);
+    meta.app.clock.advance_ms(24 * HOUR_MS + 1_000);
+    settle().await;
+    assert_eq!(
+        meta.stats().accepted_total,
+        250,
+        "nothing is dispatched after a cancel"
+    );
+    let s = meta.status(&id).await;
+    assert_eq!(s["status"], "CANCELLED");
+    assert_eq!(
+        s["sent_count"].as_u64().unwrap() + s["cancelled_count"].as_u64().unwrap(),
+        300
+    );
+    let (status, res) = control(&meta, &id, "cancel").await;
+    assert_eq!(
+        (status, res["code"].as_str()),
+        (409, Some("already_finished"))
+    );
+}
+
+#[actix_web::test]
+async fn the_throughput_cap_is_never_crossed() {
+    // 80 mps: 200 recipients take about 2.5 s; Meta must never see more than 80 in a second.
+    let meta = spawn_with_meta().await;
+    let (_, res) = meta.send_bulk(&welcome(NUMBER_10K, &phones(0, 200))).await;
+    let id = id_of(&res);
+    meta.wait_status(&id, |s| s["status"] == "COMPLETED").await;
+    let stats = meta.stats();
+    assert_eq!(stats.accepted_total, 200);
+    assert!(
+        stats.refusals_by_code.is_empty(),
+        "{:?}",
+        stats.refusals_by_code
+    );
+    let number = &stats.numbers[NUMBER_10K];
+    assert!(
+        number.max_accepted_in_1s <= 80,
+        "{}",
+        number.max_accepted_in_1s
+    );
+}
+
+#[actix_web::test]
+async fn the_pair_rate_holds_a_recipient_across_two_sends() {
+    let meta = spawn_with_meta().await;
+    let same = phones(0, 1);
+    let (_, a) = meta.send_bulk(&welcome(NUMBER_10K, &same)).await;
+    let a = id_of(&a);
+    meta.wait_status(&a, |s| s["status"] == "COMPLETED").await;
+    let (_, b) = meta.send_bulk(&welcome(NUMBER_10K, &same)).await;
+    let b = id_of(&b);
+    settle().await;
+    assert_eq!(
+        meta.status(&b).await["pending_count"],
+        1,
+        "held by the pair rate"
+    );
+    meta.app.clock.advance_ms(6_000);
+    meta.wait_status(&b, |s| s["status"] == "COMPLETED").await;
+    let stats = meta.stats();
+    assert_eq!(stats.accepted_by_recipient[&same[0]], 2);
+    assert!(
+        stats.refusals_by_code.is_empty(),
+        "{:?}",
+        stats.refusals_by_code
+    );
+}
+
+#[actix_web::test]
+async fn transient_errors_are_retried_until_sent() {
+    let meta = spawn_with_meta_tweaked(|s| s.behaviour.error_5xx_ratio = 0.5, |_| {}).await;
+    let (_, res) = meta.send_bulk(&welcome(NUMBER_10K, &phones(0, 20))).await;
+    let id = id_of(&res);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = meta.status(&id).await;
+        if s["status"] == "COMPLETED" {
+            assert_eq!(s["sent_count"], 20);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s:#}");
+        // Backoff is on the injected clock.
+        meta.app.clock.advance_ms(5_000);
+        actix_web::rt::time::sleep(Duration::from_millis(30)).await;
+    }
+    let stats = meta.stats();
+    assert_eq!(stats.accepted_total, 20);
+    assert_eq!(stats.recipients_accepted_more_than_once, 0);
+    assert!(stats.faults.errors_5xx > 0, "{:?}", stats.faults);
+    let messages: Value = meta
+        .app
+        .get(
+            &format!("/api/v1/meta-templates/bulk-sends/{id}/messages/?page_size=100"),
+            Some(&meta.api_key),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(messages["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["attempts"].as_i64().unwrap() > 1));
+}
+
+#[actix_web::test]
+async fn a_permanent_error_fails_only_its_message() {
+    let meta = spawn_with_meta().await;
+    // The number itself (131021, sender equals recipient) and an undeliverable one (131026,
+    // by webhook).
+    let mut list = phones(0, 3);
+    list.push("+12025550102".into());
+    list.push("+14155550100".into());
+    let (_, res) = meta.send_bulk(&welcome(NUMBER_10K, &list)).await;
+    let id = id_of(&res);
+    let s = meta
+        .wait_status(&id, |s| s["status"] == "PARTIAL" && s["failed_count"] == 2)
+        .await;
+    assert_eq!(s["sent_count"], 3);
+    let failed: Value = meta
+        .app
+        .get(
+            &format!("/api/v1/meta-templates/bulk-sends/{id}/messages/?status=failed"),
+            Some(&meta.api_key),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let codes: Vec<i64> = failed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["error_code"].as_i64().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&131021) && codes.contains(&131026),
+        "{failed:#}"
+    );
+    assert!(failed["results"][0]["error_message"].is_string());
+    assert!(failed["results"][0]["failed_at"].is_string());
+}
+
+#[actix_web::test]
+async fn a_disabled_template_stops_the_send() {
+    let meta = spawn_with_meta().await;
+    let mut body = welcome(NUMBER_250, &phones(0, 5));
+    body["scheduled_at"] = json!("2026-01-01T01:00:00Z");
+    let (_, res) = meta.send_bulk(&body).await;
+    let id = id_of(&res);
+    meta.sim
+        .set_template_status(WABA_250, "welcome_message", "es", "DISABLED")
+        .unwrap();
+    meta.app.clock.advance_ms(HOUR_MS);
+    let s = meta.wait_status(&id, |s| s["status"] == "FAILED").await;
+    assert_eq!(s["failed_count"], 5);
+    assert_eq!(s["pending_count"], 0);
+    assert_eq!(meta.stats().accepted_total, 0);
+}
+
+/// A crash with messages in `dispatching`: some had reached Meta (their webhooks arrive after
+/// the restart), some had not. After the restart nothing is sent twice.
+async fn restart_with_messages_in_flight(policy_fail: bool) {
+    let meta = spawn_with_meta_tweaked(
+        |_| {},
+        |c| {
+            if policy_fail {
+                c.reconcile_policy = mindo_bulk::config::ReconcilePolicy::Fail;
+            }
+        },
+    )
+    .await;
+    let list = phones(0, 6);
+    let mut body = welcome(NUMBER_10K, &list);
+    body["scheduled_at"] = json!("2026-01-01T01:00:00Z");
+    let (_, res) = meta.send_bulk(&body).await;
+    let id = id_of(&res);
+    meta.app.crash().await;
+
+    // What the daemon had done before dying: four messages marked dispatching, two of them
+    // already accepted by Meta.
+    let now = meta.app.clock.now_ms();
+    let mut conn = meta.app.db.get().unwrap();
+    let (_, rows) = mindo_bulk::storage::sends::messages_page(&mut conn, &id, None, 0, 10).unwrap();
+    let marks: Vec<(i64, String)> = rows[..4]
+        .iter()
+        .map(|m| (m.id, m.recipient.clone()))
+        .collect();
+    mindo_bulk::storage::sends::mark_dispatching(&mut conn, &id, "102938475610002", &marks, now)
+        .unwrap();
+    drop(conn);
+    let graph = mindo_bulk::config::Config {
+        graph_url: meta.sim.base_url().to_owned(),
+        ..Default::default()
+    }
+    .graph_client();
+    let components = json!([{"type": "body", "parameters": [
+        {"type": "text", "parameter_name": "customer_name", "text": "Ana"}]}]);
+    for (message_id, recipient) in &marks[..2] {
+        let opaque = format!("{id}/{message_id}");
+        let msg = TemplateMessage::new(recipient, &opaque, "welcome_message", "es", &components);
+        graph
+            .send_template("sandbox-token", NUMBER_10K, &msg)
+            .await
+            .expect("the simulator accepts");
+    }
+
+    // The restart.
+    let secret = meta.sim.app_secret().to_owned();
+    let graph_url = meta.sim.base_url().to_owned();
+    let restarted = spawn_app_on(meta.app.database.clone(), meta.app.clock.clone(), |c| {
+        c.graph_url = graph_url;
+        c.app_secret = Some(secret.into());
+        if policy_fail {
+            c.reconcile_policy = mindo_bulk::config::ReconcilePolicy::Fail;
+        }
+    })
+    .await;
+    meta.sim
+        .set_webhook_url(Some(format!("{}/webhooks/meta/", restarted.address)));
+    let meta = MetaApp {
+        app: restarted,
+        ..meta
+    };
+    // The two that reached Meta are resolved by their webhooks, not resent.
+    meta.wait_status(&id, |s| s["sent_count"] == 2).await;
+    // The schedule passes, and the grace period of the two that did not reach Meta.
+    meta.app.clock.advance_ms(HOUR_MS);
+    let s = meta.wait_finished(&id).await;
+    let stats = meta.stats();
+    for phone in &list[..2] {
+        assert_eq!(stats.accepted_by_recipient[phone], 1, "{phone}");
+    }
+    if policy_fail {
+        assert_eq!(s["status"], "PARTIAL", "{s:#}");
+        assert_eq!(s["failed_count"], 2);
+        assert_eq!(s["sent_count"], 4);
+        assert_eq!(stats.accepted_total, 4);
+    } else {
+        assert_eq!(s["status"], "COMPLETED", "{s:#}");
+        assert_eq!(s["sent_count"], 6);
+        assert_eq!(stats.accepted_total, 6);
+    }
+    assert_eq!(stats.recipients_accepted_more_than_once, 0);
+}
+
+#[actix_web::test]
+async fn a_restart_reconciles_in_flight_messages_and_resends_the_rest() {
+    restart_with_messages_in_flight(false).await;
+}
+
+#[actix_web::test]
+async fn a_restart_with_the_fail_policy_fails_unknown_outcomes() {
+    restart_with_messages_in_flight(true).await;
+}
+
+#[actix_web::test]
+async fn sends_share_a_number_fairly() {
+    let meta = spawn_with_meta().await;
+    let (_, a) = meta.send_bulk(&welcome(NUMBER_10K, &phones(0, 160))).await;
+    let (_, b) = meta
+        .send_bulk(&welcome(NUMBER_10K, &phones(1000, 160)))
+        .await;
+    let (a, b) = (id_of(&a), id_of(&b));
+    // When the first is half done, the second has made comparable progress.
+    meta.wait_status(&a, |s| s["sent_count"].as_u64().unwrap() >= 80)
+        .await;
+    let sb = meta.status(&b).await;
+    assert!(sb["sent_count"].as_u64().unwrap() >= 40, "{sb:#}");
+    meta.wait_status(&a, |s| s["status"] == "COMPLETED").await;
+    meta.wait_status(&b, |s| s["status"] == "COMPLETED").await;
+    assert!(meta.stats().numbers[NUMBER_10K].max_accepted_in_1s <= 80);
+    let _ = Arc::new(());
+}
