@@ -1,16 +1,16 @@
-//! The command line: `mindo-bulk <command>`. Every command prints JSON on stdout with
+//! The command line: `mindo-bulk <command>` (serve, migrate, tenant, api-key, simulator). Every command prints JSON on stdout with
 //! `--json`, and fails with a one-line error on stderr and a non-zero exit status.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use std::sync::Arc;
-
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
+use crate::simulator::{SimConfig, Simulator};
 use crate::startup::Application;
 use crate::storage::accounts::{self, NumberOverride};
 use crate::storage::{tenants, Db};
@@ -23,7 +23,8 @@ use crate::sync;
     about = "Bulk WhatsApp template sends through Meta's Cloud API"
 )]
 pub struct Cli {
-    /// A TOML config file; MINDO_* environment variables override it.
+    /// A TOML config file; MINDO_* environment variables override it. For `simulator`, the
+    /// simulator's world and behaviour instead (see `mindo_bulk::simulator::world`).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print the result as JSON on stdout.
@@ -51,6 +52,8 @@ pub enum Command {
     /// Operator overrides of a sender number.
     #[command(subcommand)]
     Number(NumberCommand),
+    /// Run the Meta simulator on its own (the sandbox world unless --config gives one).
+    Simulator(SimulatorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +115,20 @@ fn parse_mps(value: &str) -> Result<MpsSetting, String> {
     }
 }
 
+/// `mindo-bulk simulator`.
+#[derive(Debug, clap::Args)]
+pub struct SimulatorArgs {
+    /// Listen address (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    pub bind: String,
+    /// Where to POST webhooks (overrides the config file's `webhook_url`).
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// The app secret that signs webhooks (overrides the config file's `app_secret`).
+    #[arg(long, value_name = "S")]
+    pub app_secret: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant with a first API key and a webhook secret.
@@ -142,10 +159,14 @@ pub enum ApiKeyCommand {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref())?;
+    // `--config` is the daemon's settings for every command but `simulator`, where it is the
+    // simulator's world: load it only where it means the former.
+    let load = || Config::load(cli.config.as_deref());
     match cli.command {
-        Command::Serve => serve(config),
+        Command::Serve => serve(load()?),
+        Command::Simulator(args) => simulator(cli.config.as_deref(), cli.json, args),
         Command::Migrate => {
+            let config = load()?;
             init_quiet_logging(&config);
             let db = open_db(&config)?;
             let applied = db.migrate()?;
@@ -161,6 +182,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant(TenantCommand::Create { name }) => {
+            let config = load()?;
             init_quiet_logging(&config);
             let db = open_migrated_db(&config)?;
             let created = tenants::create_tenant(&mut *db.get()?, &name, SystemClock.now_ms())?;
@@ -179,6 +201,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ApiKey(ApiKeyCommand::Create { tenant, name }) => {
+            let config = load()?;
             init_quiet_logging(&config);
             let db = open_migrated_db(&config)?;
             let (id, key) =
@@ -190,9 +213,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Waba(command) => waba(cli.json, config, command),
-        Command::Number(command) => number(cli.json, config, command),
+        Command::Waba(command) => waba(cli.json, load()?, command),
+        Command::Number(command) => number(cli.json, load()?, command),
         Command::ApiKey(ApiKeyCommand::Revoke { id }) => {
+            let config = load()?;
             init_quiet_logging(&config);
             let db = open_migrated_db(&config)?;
             tenants::revoke_api_key(&mut *db.get()?, id, SystemClock.now_ms())?;
@@ -336,6 +360,103 @@ fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("mindo-bulk stopped.");
         Ok(())
     })
+}
+
+/// Runs the simulator until SIGINT or SIGTERM, after printing where it listens.
+fn simulator(path: Option<&Path>, json: bool, args: SimulatorArgs) -> anyhow::Result<()> {
+    let filter = std::env::var("MINDO_LOG").unwrap_or_else(|_| "warn".to_owned());
+    crate::telemetry::init(&filter, LogFormat::Text);
+    let mut config = match path {
+        Some(path) => SimConfig::load(path)?,
+        None => SimConfig::sandbox(),
+    };
+    if let Some(url) = args.webhook_url {
+        config.webhook_url = Some(url);
+    }
+    if let Some(secret) = args.app_secret {
+        config.app_secret = secret;
+    }
+    actix_web::rt::System::new().block_on(async move {
+        let sim = Simulator::start(config.clone(), &args.bind, Arc::new(SystemClock)).await?;
+        let token = config
+            .wabas
+            .first()
+            .map(|w| w.access_token.clone())
+            .unwrap_or_default();
+        let wabas: Vec<serde_json::Value> = config
+            .wabas
+            .iter()
+            .map(|w| {
+                json!({
+                    "id": w.id,
+                    "name": w.name,
+                    "access_token": w.access_token,
+                    "phone_numbers": w.phone_numbers.iter().map(|n| json!({
+                        "id": n.id,
+                        "display_phone_number": n.display_phone_number,
+                        "tier": n.tier.as_meta_str(),
+                        "throughput_level": n.throughput_level.as_str(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let mut human = format!(
+            "Meta simulator listening on {}\naccess_token: {token}\napp_secret: {}\nwebhook_url: {}",
+            sim.base_url(),
+            config.app_secret,
+            config.webhook_url.as_deref().unwrap_or("(none: webhooks are dropped)"),
+        );
+        for w in &config.wabas {
+            for n in &w.phone_numbers {
+                human.push_str(&format!(
+                    "\nWABA {} ({}): phone_number_id {} {} {} {}",
+                    w.id,
+                    w.name,
+                    n.id,
+                    n.display_phone_number,
+                    n.tier.as_meta_str(),
+                    n.throughput_level.as_str()
+                ));
+            }
+        }
+        print(
+            json,
+            json!({
+                "base_url": sim.base_url(),
+                "access_token": token,
+                "app_secret": config.app_secret,
+                "webhook_url": config.webhook_url,
+                "wabas": wabas,
+            }),
+            &human,
+        );
+        wait_for_stop_signal().await;
+        sim.stop().await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Commands other than `serve` log only warnings, to stderr.

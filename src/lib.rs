@@ -3,7 +3,7 @@
 //! or failed through Meta's webhooks.
 //!
 //! # Layout
-//! - [`cli`] — the `mindo-bulk` commands (serve, migrate, tenant, api-key).
+//! - [`cli`] — the `mindo-bulk` commands (serve, migrate, tenant, api-key, simulator).
 //! - [`config`] — settings from defaults, a TOML file and `MINDO_*` variables.
 //! - [`telemetry`] — logging.
 //! - [`startup`] — `Application::build(config)` → a bound server; `run_until_stopped()`.

@@ -138,9 +138,8 @@ impl SimError {
             400,
             2500,
             format!("Unknown path components: {path}"),
-            "The Graph API has no such path (the simulator serves /{version}/{id}, \
-             /{version}/{id}/messages, /{version}/{id}/phone_numbers and \
-             /{version}/{id}/message_templates).",
+            // A Graph-level error: no WhatsApp `error_data`.
+            "",
         )
     }
 

@@ -9,6 +9,9 @@
 //!   `delivered_delay_ms` later, carrying `pricing`; `read` (probability `read_ratio` of the
 //!   delivered ones) `read_delay_ms` after that.
 //!
+//! Payloads have the v24+ shape (META.md §5): no `conversation`, `pricing` (`PMP`, `regular`, the
+//! template's category) on `delivered` only, `errors` on `failed` only.
+//!
 //! Timestamps are the injected clock's time of acceptance plus those delays (unix seconds, as a
 //! string); the delays themselves run on real time. Due statuses are grouped per sender number
 //! (one `entry`/`change` per POST, `metadata` naming the number) and posted when a group holds

@@ -11,3 +11,4 @@ mod helpers;
 mod meta;
 mod migrations;
 mod send_bulk;
+mod simulator;
