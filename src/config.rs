@@ -45,6 +45,12 @@ pub struct Config {
     /// `MINDO_SYNC_INTERVAL_SECS`, default 3600: how often the daemon re-reads every WABA's
     /// numbers and templates from the Graph API; 0 turns the periodic re-sync off.
     pub sync_interval_secs: u64,
+    /// `MINDO_THROUGHPUT_MARGIN_MS`, default 10: the limiter grants at most a number's mps in
+    /// any window of one second plus this margin, so that delays between our grant and
+    /// Meta's clock (commit latency, scheduling, network) cannot put one message too many
+    /// in one of Meta's seconds. Larger is safer and slower (rate ≤ 1000/(1000+margin) of
+    /// the cap).
+    pub throughput_margin_ms: u64,
     /// `MINDO_APP_SECRET`: Meta app secret that signs webhooks; required unless `--sandbox`.
     pub app_secret: Option<SecretString>,
     /// `MINDO_VERIFY_TOKEN`: the token Meta's webhook verification handshake must present.
@@ -77,6 +83,7 @@ impl Default for Config {
             graph_version: "v24.0".into(),
             graph_timeout_secs: 15,
             sync_interval_secs: 3600,
+            throughput_margin_ms: 10,
             app_secret: None,
             verify_token: None,
             max_recipients: 100_000,
@@ -101,6 +108,7 @@ struct FileConfig {
     graph_version: Option<String>,
     graph_timeout_secs: Option<u64>,
     sync_interval_secs: Option<u64>,
+    throughput_margin_ms: Option<u64>,
     app_secret: Option<SecretString>,
     verify_token: Option<SecretString>,
     max_recipients: Option<u32>,
@@ -185,6 +193,7 @@ impl Config {
             graph_version,
             graph_timeout_secs,
             sync_interval_secs,
+            throughput_margin_ms,
             max_recipients,
             body_limit_bytes,
             reconcile_grace_secs,
@@ -230,6 +239,11 @@ impl Config {
             number(&env, "MINDO_GRAPH_TIMEOUT_SECS", self.graph_timeout_secs)?;
         self.sync_interval_secs =
             number(&env, "MINDO_SYNC_INTERVAL_SECS", self.sync_interval_secs)?;
+        self.throughput_margin_ms = number(
+            &env,
+            "MINDO_THROUGHPUT_MARGIN_MS",
+            self.throughput_margin_ms,
+        )?;
         self.reconcile_grace_secs = number(
             &env,
             "MINDO_RECONCILE_GRACE_SECS",

@@ -92,6 +92,10 @@ pub struct BulkSendActor {
     settling: bool,
     /// Restarts so far (for backoff).
     restarts: u32,
+    /// Bumped by every control request: a load that overlapped one keeps the in-memory
+    /// pause and cancel flags (the control's write may not have been committed when the load
+    /// read the row).
+    control_generation: u64,
 }
 
 impl BulkSendActor {
@@ -123,6 +127,7 @@ impl BulkSendActor {
             stopped: false,
             settling: false,
             restarts: 0,
+            control_generation: 0,
         }
     }
 
@@ -136,6 +141,7 @@ impl BulkSendActor {
     fn load(&mut self, ctx: &mut Context<Self>) {
         let id = self.id.clone();
         let grace_ms = self.grace_ms();
+        let generation = self.control_generation;
         let fut = self.ctx.db.run(move |conn| {
             let Some(send) = sends::load_send(conn, &id)? else {
                 return Ok(None);
@@ -161,9 +167,12 @@ impl BulkSendActor {
                         return;
                     }
                 };
-                act.paused = send.paused;
-                act.cancelled = send.status() == BulkStatus::Cancelled;
-                act.stopped = send.failure_reason.is_some();
+                // A control request handled while this was read is fresher than the row.
+                if act.control_generation == generation {
+                    act.paused = send.paused;
+                    act.cancelled = send.status() == BulkStatus::Cancelled;
+                }
+                act.stopped |= send.failure_reason.is_some();
                 act.unknown = dispatching
                     .into_iter()
                     .map(|m| (m.id, m.dispatched_at.unwrap_or(0) + grace_ms))
@@ -760,6 +769,7 @@ impl Handler<Control> for BulkSendActor {
     type Result = ResponseActFuture<Self, Result<ControlOutcome, StorageError>>;
 
     fn handle(&mut self, msg: Control, _ctx: &mut Context<Self>) -> Self::Result {
+        self.control_generation += 1;
         let id = self.id.clone();
         let now = self.now();
         match msg.0 {

@@ -28,8 +28,6 @@ use crate::storage::sends;
 const TICK: Duration = Duration::from_millis(5);
 /// How often the number's settings are read back from the database.
 const SETTINGS_REFRESH: Duration = Duration::from_secs(2);
-/// Slack between our second and Meta's: ≤ cap grants in any (1 s + margin) window.
-const THROUGHPUT_MARGIN: Duration = Duration::from_millis(10);
 /// Pair-rate interval (Meta: one message per recipient per 6 s).
 const PAIR_INTERVAL_MS: i64 = 6_000;
 
@@ -108,12 +106,14 @@ pub struct PhoneLimiter {
 
 impl PhoneLimiter {
     pub fn new(phone_row_id: i64, ctx: EngineContext, quotas: QuotaRegistry) -> Self {
+        // Slack between our second and Meta's: ≤ cap grants in any (1 s + margin) window.
+        let margin = Duration::from_millis(ctx.config.throughput_margin_ms);
         PhoneLimiter {
             phone_row_id,
             ctx,
             quotas,
             planner: DispatchPlanner::new(
-                ThroughputGate::new(0, THROUGHPUT_MARGIN),
+                ThroughputGate::new(0, margin),
                 PairRate::with_interval_ms(PAIR_INTERVAL_MS),
             ),
             quota: None,

@@ -132,7 +132,7 @@ impl Handler<SendSettled> for JobSupervisor {
 }
 
 /// A control request for a send, routed to its actor. `None` when no actor owns the send
-/// (it has settled).
+/// because it has settled.
 #[derive(Message)]
 #[rtype(result = "Option<Result<ControlOutcome, StorageError>>")]
 pub struct RouteControl {
@@ -141,18 +141,35 @@ pub struct RouteControl {
 }
 
 impl Handler<RouteControl> for JobSupervisor {
-    type Result = ResponseFuture<Option<Result<ControlOutcome, StorageError>>>;
+    type Result = ResponseActFuture<Self, Option<Result<ControlOutcome, StorageError>>>;
 
     fn handle(&mut self, msg: RouteControl, _ctx: &mut Context<Self>) -> Self::Result {
-        let addr = self.sends.get(&msg.id).cloned();
-        Box::pin(async move {
-            let addr = addr?;
-            match addr.send(msg.control).await {
-                Ok(result) => Some(result),
-                // The actor stopped meanwhile (settled): treat as no owner.
-                Err(_) => None,
+        if let Some(addr) = self.sends.get(&msg.id).cloned() {
+            // An actor that stopped meanwhile (settled) owns nothing any more.
+            return Box::pin(async move { addr.send(msg.control).await.ok() }.into_actor(self));
+        }
+        // No actor yet (the boot scan or a start still loading) or any more (settled): the
+        // database tells which, and an unsettled send gets its actor now.
+        let id = msg.id.clone();
+        let lookup = self.ctx.db.run(move |conn| sends::load_send(conn, &id));
+        Box::pin(lookup.into_actor(self).then(move |found, act, ctx| {
+            let target = match found {
+                Ok(Some(send)) if !send.is_settled() => {
+                    act.start_send(send.id.clone(), send.phone_number_id, ctx);
+                    Ok(act.sends.get(&send.id).cloned())
+                }
+                Ok(_) => Ok(None),
+                Err(err) => Err(err),
+            };
+            async move {
+                match target {
+                    Ok(Some(addr)) => addr.send(msg.control).await.ok(),
+                    Ok(None) => None,
+                    Err(err) => Some(Err(err)),
+                }
             }
-        })
+            .into_actor(act)
+        }))
     }
 }
 

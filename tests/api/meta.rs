@@ -123,10 +123,13 @@ impl MetaApp {
             if done(&status) {
                 return status;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the send did not get there in time: {status:#}"
-            );
+            if std::time::Instant::now() >= deadline {
+                let stats = self.stats();
+                panic!(
+                    "the send did not get there in time: {status:#}\nsimulator: accepted {}, refusals {:?}, webhooks {:?}",
+                    stats.accepted_total, stats.refusals_by_code, stats.webhooks
+                );
+            }
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -383,3 +383,21 @@ async fn tenants_never_see_each_others_sends() {
         .await;
     assert_eq!(res.status(), 401);
 }
+
+#[actix_web::test]
+async fn an_unlimited_number_reports_no_quota_limit() {
+    let meta = spawn_with_meta().await;
+    let (status, body) = meta
+        .send_bulk(&welcome(crate::meta::NUMBER_UNLIMITED, &phones(0, 3)))
+        .await;
+    assert_eq!(status, 202, "{body:#}");
+    assert_eq!(
+        body["quota_info"],
+        json!({"can_send": true, "quota_needed": 3, "quota_available": null,
+               "quota_total": null, "tier": "TIER_UNLIMITED"})
+    );
+    assert_eq!(
+        body["whatsapp_phone_number"]["messaging_limit_tier"],
+        "TIER_UNLIMITED"
+    );
+}
