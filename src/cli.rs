@@ -37,7 +37,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon.
-    Serve,
+    Serve {
+        /// Also run the Meta simulator in-process, point the daemon at it, seed a demo
+        /// tenant with sandbox numbers and templates, and print its API key.
+        #[arg(long)]
+        sandbox: bool,
+    },
     /// Apply database migrations (serve applies them too).
     Migrate,
     /// Manage tenants (companies).
@@ -163,7 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // simulator's world: load it only where it means the former.
     let load = || Config::load(cli.config.as_deref());
     match cli.command {
-        Command::Serve => serve(load()?),
+        Command::Serve { sandbox } => serve(load()?, sandbox, cli.json),
         Command::Simulator(args) => simulator(cli.config.as_deref(), cli.json, args),
         Command::Migrate => {
             let config = load()?;
@@ -350,12 +355,30 @@ fn number(json: bool, config: Config, command: NumberCommand) -> anyhow::Result<
     Ok(())
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(mut config: Config, sandbox: bool, json: bool) -> anyhow::Result<()> {
     crate::telemetry::init(&config.log, config.log_format);
     actix_web::rt::System::new().block_on(async move {
+        let clock = crate::sandbox::system_clock();
+        let simulator = match sandbox {
+            true => Some(crate::sandbox::start_simulator(&mut config, clock.clone()).await?),
+            false => None,
+        };
+        if config.app_secret.is_none() {
+            tracing::warn!(
+                "MINDO_APP_SECRET is not set: Meta's webhooks will be refused until it is."
+            );
+        }
         let bind = config.bind.clone();
-        let app = Application::build(config).await?;
+        let app = Application::build_with_clock(config, clock.clone()).await?;
         tracing::info!(address = %bind, port = app.port(), "mindo-bulk is listening.");
+        if let Some(simulator) = &simulator {
+            let info = crate::sandbox::seed(&app, simulator, &clock).await?;
+            if json {
+                println!("{}", serde_json::to_string(&info)?);
+            } else {
+                print!("{}", crate::sandbox::describe(&info));
+            }
+        }
         app.run_until_stopped().await?;
         tracing::info!("mindo-bulk stopped.");
         Ok(())

@@ -6,6 +6,7 @@
 //! - [`cli`] — the `mindo-bulk` commands (serve, migrate, tenant, api-key, simulator).
 //! - [`config`] — settings from defaults, a TOML file and `MINDO_*` variables.
 //! - [`telemetry`] — logging.
+//! - [`sandbox`] — `serve --sandbox`: the simulator in-process and a seeded demo tenant.
 //! - [`startup`] — `Application::build(config)` → a bound server; `run_until_stopped()`.
 //! - [`clock`] — time as an injectable dependency.
 //! - [`domain`] — pure types and rules (API keys, phones, templates, tiers, message states, ETA), unit-tested, no I/O.
@@ -24,6 +25,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod meta;
+pub mod sandbox;
 pub mod simulator;
 pub mod startup;
 pub mod storage;

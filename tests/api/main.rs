@@ -1,6 +1,7 @@
 //! Integration tests: the real daemon on port 0, a fresh database per test (SQLite, or
 //! PostgreSQL when `MINDO_TEST_POSTGRES_URL` is set).
 
+mod accounts;
 mod auth;
 mod bulk_sends;
 mod cli;
@@ -10,5 +11,6 @@ mod health;
 mod helpers;
 mod meta;
 mod migrations;
+mod sandbox;
 mod send_bulk;
 mod simulator;
