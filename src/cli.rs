@@ -379,7 +379,7 @@ fn serve(mut config: Config, sandbox: bool, json: bool) -> anyhow::Result<()> {
                 print!("{}", crate::sandbox::describe(&info));
             }
         }
-        app.run_until_stopped().await?;
+        crate::startup::serve_until_signalled(app).await?;
         tracing::info!("mindo-bulk stopped.");
         Ok(())
     })

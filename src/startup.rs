@@ -1,10 +1,15 @@
 //! Building and running the daemon: `Application::build(config)` opens the database,
-//! applies migrations and binds the listener (port 0 picks a free port, as tests do);
-//! `run_until_stopped` serves until SIGTERM/SIGINT, then stops gracefully: no new
-//! connections, in-flight requests finish within `MINDO_SHUTDOWN_TIMEOUT_SECS`.
+//! applies migrations, starts the engine (which resumes every unfinished send) and binds the
+//! listener (port 0 picks a free port, as tests do). `serve_until_signalled` runs it under
+//! systemd's eyes: `READY=1` once the engine has resumed, watchdog pings while the engine
+//! answers, and on SIGTERM/SIGINT a drain: new sends are refused, nothing new is dispatched,
+//! calls in flight to Meta finish and their outcomes are written, webhooks keep being
+//! answered until the listener closes, then the process exits 0.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{ErrorHandlers, NormalizePath, TrailingSlash};
@@ -24,6 +29,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: SharedClock,
     pub engine: Engine,
+    /// Set when a clean stop begins: new sends are refused (503) from then on.
+    pub draining: Arc<AtomicBool>,
 }
 
 /// A bound, not yet running, daemon.
@@ -67,6 +74,7 @@ impl Application {
             config,
             clock,
             engine,
+            draining: Arc::new(AtomicBool::new(false)),
         };
         let server = serve(listener, state.clone())?;
         Ok(Application {
@@ -111,6 +119,82 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     })
     .listen(listener)?
     .shutdown_timeout(shutdown_timeout)
+    // Signals are handled by `serve_until_signalled`, which drains the engine first.
+    .disable_signals()
     .run();
     Ok(server)
+}
+
+/// How long a clean stop waits for calls in flight to Meta (beyond their own timeout).
+const DRAIN_SLACK: Duration = Duration::from_secs(5);
+
+/// Runs the daemon until SIGTERM or SIGINT, then drains and stops (see the module doc).
+pub async fn serve_until_signalled(app: Application) -> anyhow::Result<()> {
+    let state = app.state().clone();
+    let handle = app.server_handle();
+    let server = actix_web::rt::spawn(app.run_until_stopped());
+
+    // Ready once the engine has resumed every unfinished send.
+    while !state.engine.is_resumed().await {
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        spawn_watchdog(state.clone(), interval / 2);
+    }
+
+    wait_for_signal().await;
+    tracing::info!("Stopping: new sends are refused, sends in flight finish.");
+    notify(&[sd_notify::NotifyState::Stopping]);
+    state.draining.store(true, Ordering::SeqCst);
+    let timeout = Duration::from_secs(state.config.graph_timeout_secs) + DRAIN_SLACK;
+    if !state.engine.drain(timeout).await {
+        tracing::warn!(
+            "Some calls to Meta did not finish in time; they are reconciled at the next start."
+        );
+    }
+    handle.stop(true).await;
+    server.await??;
+    state.engine.stop();
+    Ok(())
+}
+
+/// Pings systemd's watchdog while the engine answers within the interval.
+fn spawn_watchdog(state: AppState, every: Duration) {
+    actix_web::rt::spawn(async move {
+        let mut ticker = actix_web::rt::time::interval(every.max(Duration::from_millis(100)));
+        loop {
+            ticker.tick().await;
+            let alive = actix_web::rt::time::timeout(every, state.engine.is_resumed()).await;
+            if matches!(alive, Ok(true)) {
+                notify(&[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::warn!("The engine did not answer the watchdog check.");
+            }
+        }
+    });
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(err) = sd_notify::notify(states) {
+        tracing::debug!(error = %err, "Could not notify systemd.");
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -92,6 +92,10 @@ pub struct BulkSendActor {
     settling: bool,
     /// Restarts so far (for backoff).
     restarts: u32,
+    /// Set by a drain (a clean stop): nothing new is dispatched; the waiters are answered
+    /// once nothing is in flight and every outcome is written.
+    draining: bool,
+    drain_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Bumped by every control request: a load that overlapped one keeps the in-memory
     /// pause and cancel flags (the control's write may not have been committed when the load
     /// read the row).
@@ -127,6 +131,8 @@ impl BulkSendActor {
             stopped: false,
             settling: false,
             restarts: 0,
+            draining: false,
+            drain_waiters: Vec::new(),
             control_generation: 0,
         }
     }
@@ -207,6 +213,11 @@ impl BulkSendActor {
 
     /// The periodic chores.
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            self.flush(ctx);
+            self.answer_drain();
+            return;
+        }
         if self.setup.is_none() || self.settling {
             return;
         }
@@ -217,13 +228,26 @@ impl BulkSendActor {
         self.settle_if_done(ctx);
     }
 
+    /// Answers drain waiters once nothing is in flight and every outcome is written.
+    fn answer_drain(&mut self) {
+        let quiet = self.in_flight.is_empty()
+            && self.marking == 0
+            && self.outcomes.is_empty()
+            && !self.flushing;
+        if quiet {
+            for waiter in self.drain_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
     fn may_dispatch(&self, now: i64) -> bool {
         let scheduled = self
             .setup
             .as_ref()
             .and_then(|s| s.scheduled_at)
             .is_some_and(|at| at > now);
-        !(self.paused || self.cancelled || self.stopped || scheduled)
+        !(self.paused || self.cancelled || self.stopped || self.draining || scheduled)
     }
 
     /// Loads the next page of due messages when the offer runs low.
@@ -742,6 +766,26 @@ impl Handler<Grants> for BulkSendActor {
             return;
         }
         self.dispatch(msg.ids, ctx);
+    }
+}
+
+/// A clean stop: dispatch nothing new, answer once every call in flight has its outcome
+/// written.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain(pub tokio::sync::oneshot::Sender<()>);
+
+impl Handler<Drain> for BulkSendActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Drain, ctx: &mut Context<Self>) {
+        if !self.draining {
+            self.draining = true;
+            self.withdraw();
+        }
+        self.drain_waiters.push(msg.0);
+        self.flush(ctx);
+        self.answer_drain();
     }
 }
 

@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::storage::sends::{AppliedUpdates, StatusUpdate};
 use crate::storage::{Db, StorageError};
 use bulk_send::{Control, ControlAction, ControlOutcome};
-use supervisor::{ApplyStatuses, IsResumed, JobSupervisor, RouteControl, StartSend};
+use supervisor::{ApplyStatuses, DrainAll, IsResumed, JobSupervisor, RouteControl, StartSend};
 use writer::StoreWriter;
 
 /// What every actor of the engine shares.
@@ -111,6 +111,17 @@ impl Engine {
     /// Whether every unfinished send found at boot has been resumed.
     pub async fn is_resumed(&self) -> bool {
         self.supervisor.send(IsResumed).await.unwrap_or(false)
+    }
+
+    /// A clean stop: nothing new is dispatched, every call in flight finishes and its outcome
+    /// is written. Returns `false` if that took longer than `timeout` (what is still in
+    /// flight then is reconciled at the next start).
+    pub async fn drain(&self, timeout: std::time::Duration) -> bool {
+        let drained = self.supervisor.send(DrainAll);
+        matches!(
+            actix_web::rt::time::timeout(timeout, drained).await,
+            Ok(Ok(()))
+        )
     }
 
     /// Stops the engine's arbiter (its actors stop with it).

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use actix::prelude::*;
 
-use super::bulk_send::{BulkSendActor, Control, ControlOutcome};
+use super::bulk_send::{BulkSendActor, Control, ControlOutcome, Drain};
 use super::limiter::{PhoneLimiter, QuotaRegistry};
 use super::EngineContext;
 use crate::meta::client::GraphClient;
@@ -28,6 +28,8 @@ pub struct JobSupervisor {
     quotas: QuotaRegistry,
     /// Whether the boot scan finished (readiness).
     resumed: bool,
+    /// A clean stop is under way: no new actor starts.
+    draining: bool,
 }
 
 impl JobSupervisor {
@@ -40,12 +42,14 @@ impl JobSupervisor {
             limiters: HashMap::new(),
             quotas: QuotaRegistry::default(),
             resumed: false,
+            draining: false,
         }
     }
 
     /// Starts the actor of a send (once), with the limiter of its number.
     fn start_send(&mut self, id: String, phone_row_id: i64, ctx: &mut Context<Self>) {
-        if self.sends.contains_key(&id) {
+        if self.draining || self.sends.contains_key(&id) {
+            // While draining, a new send stays stored; the next start resumes it.
             return;
         }
         let limiter = self
@@ -190,6 +194,35 @@ impl Handler<ApplyStatuses> for JobSupervisor {
             writer
                 .write(move |conn| sends::apply_status_updates(conn, &msg.updates, now))
                 .await
+        })
+    }
+}
+
+/// A clean stop: every send actor stops dispatching and writes its outcomes; answered when
+/// all have.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DrainAll;
+
+impl Handler<DrainAll> for JobSupervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: DrainAll, _ctx: &mut Context<Self>) -> Self::Result {
+        self.draining = true;
+        let waits: Vec<_> = self
+            .sends
+            .values()
+            .map(|addr| {
+                let (done, wait) = tokio::sync::oneshot::channel();
+                addr.do_send(Drain(done));
+                wait
+            })
+            .collect();
+        Box::pin(async move {
+            for wait in waits {
+                // A stopped actor drops its waiter: nothing of its own is in flight then.
+                let _ = wait.await;
+            }
         })
     }
 }

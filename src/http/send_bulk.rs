@@ -106,6 +106,13 @@ pub async fn create(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the service is stopping; submit the send again shortly",
+        ));
+    }
     let key = idempotency_key(&req)?;
     let tenant_id = principal.tenant_id;
     if let Some(key) = key.clone() {

@@ -71,3 +71,17 @@ async fn the_cli_works_while_the_daemon_runs() {
     }
     assert_eq!(app.get("/readyz", None).await.status(), 200);
 }
+
+#[test]
+fn the_example_config_in_deploy_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/mindo-bulk.toml"
+    ))
+    .unwrap();
+    let config =
+        mindo_bulk::config::Config::from_sources(Some(("mindo-bulk.toml", &text)), |_| None)
+            .expect("the example config loads");
+    assert_eq!(config.database_url, "sqlite:///var/lib/mindo-bulk/mindo.db");
+    assert_eq!(config.log_format, mindo_bulk::config::LogFormat::Json);
+}

@@ -14,3 +14,4 @@ mod migrations;
 mod sandbox;
 mod send_bulk;
 mod simulator;
+mod systemd;
