@@ -76,6 +76,14 @@ impl Application {
             engine,
             draining: Arc::new(AtomicBool::new(false)),
         };
+        if state.config.sync_interval_secs > 0 {
+            crate::sync::spawn_periodic(
+                state.db.clone(),
+                state.config.graph_client(),
+                state.clock.clone(),
+                Duration::from_secs(state.config.sync_interval_secs),
+            );
+        }
         let server = serve(listener, state.clone())?;
         Ok(Application {
             port,
