@@ -292,3 +292,34 @@ fn number_set_validates_its_arguments() {
     assert_ne!(code, 0);
     assert!(err.contains("no phone number"), "{err}");
 }
+
+#[actix_web::test]
+async fn the_daemon_re_syncs_periodically() {
+    let meta = crate::meta::spawn_with_meta_tweaked(|_| {}, |c| c.sync_interval_secs = 1).await;
+    meta.sim
+        .set_template_status(crate::meta::WABA_250, "order_update", "es", "PAUSED")
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let body: Value = meta
+            .app
+            .get("/api/v1/business-accounts/", Some(&meta.api_key))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let listed = body["businessAccounts"][0]["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "order_update" && t["language"] == "es");
+        if !listed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the re-sync never came"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

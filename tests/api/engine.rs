@@ -165,16 +165,35 @@ async fn cancel_stops_dispatching_and_counts_the_rest_as_cancelled() {
 
 #[actix_web::test]
 async fn the_throughput_cap_is_never_crossed() {
-    // 80 mps: 200 recipients take about 2.5 s; Meta must never see more than 80 in a second.
-    // The margin covers what separates a grant from its arrival at the simulator on a
-    // loaded 2-core test machine (group commit, scheduling); the benchmark measures the
-    // default margin's precision on a quiet one.
-    let meta = spawn_with_meta_tweaked(|_| {}, |c| c.throughput_margin_ms = 100).await;
-    let (_, res) = meta.send_bulk(&welcome(NUMBER_10K, &phones(0, 200))).await;
+    // The operator caps the number at 10 mps (`number set`), which the limiter applies; Meta
+    // (the simulator) must never see more than 10 in a second. At this rate a stall of the
+    // test machine would have to last about a second to bunch messages up, so the check
+    // holds on a loaded CI box; the benchmark measures precision at 80 and 1 000 mps.
+    let meta = spawn_with_meta().await;
+    let mut conn = meta.app.db.get().unwrap();
+    mindo_bulk::storage::accounts::set_number_override(
+        &mut conn,
+        NUMBER_10K,
+        &mindo_bulk::storage::accounts::NumberOverride {
+            throughput_mps: Some(Some(10)),
+            paused: None,
+        },
+        meta.app.clock.now_ms(),
+    )
+    .unwrap();
+    drop(conn);
+    let started = std::time::Instant::now();
+    let (_, res) = meta.send_bulk(&welcome(NUMBER_10K, &phones(0, 40))).await;
     let id = id_of(&res);
     meta.wait_status(&id, |s| s["status"] == "COMPLETED").await;
+    // 40 messages at 10 per second cannot take less than 3 s (the first 10 may go at once).
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     let stats = meta.stats();
-    assert_eq!(stats.accepted_total, 200);
+    assert_eq!(stats.accepted_total, 40);
     assert!(
         stats.refusals_by_code.is_empty(),
         "{:?}",
@@ -182,10 +201,11 @@ async fn the_throughput_cap_is_never_crossed() {
     );
     let number = &stats.numbers[NUMBER_10K];
     assert!(
-        number.max_accepted_in_1s <= 80,
+        number.max_accepted_in_1s <= 10,
         "{}",
         number.max_accepted_in_1s
     );
+    assert_eq!(stats.accepted_over_mps, 0);
 }
 
 #[actix_web::test]
