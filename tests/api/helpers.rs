@@ -151,6 +151,15 @@ pub async fn spawn_app_on(
     let server = app.server_handle();
     let engine = app.state().engine.clone();
     actix_web::rt::spawn(app.run_until_stopped());
+    // Ready means the engine has resumed every unfinished send (as `/readyz` says).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !engine.is_resumed().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine never became ready"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         db,

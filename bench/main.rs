@@ -1,0 +1,637 @@
+//! `mindo-bench`: measures what mindo-bulk exists for, against the Meta simulator on
+//! loopback, and prints the figures (it asserts nothing: figures go into bench/README.md).
+//!
+//! ```sh
+//! cargo run --release --bin mindo-bench                 # everything, on SQLite
+//! cargo run --release --bin mindo-bench -- --postgres postgres://postgres@127.0.0.1/test
+//! cargo run --release --bin mindo-bench -- --only create,limiter
+//! ```
+//!
+//! Each benchmark gets a fresh database and a fresh in-process simulator and daemon (the same
+//! code as `serve`, on the wall clock). CPU time is the whole process's (daemon and simulator
+//! together), from `getrusage`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+use mindo_bulk::clock::{Clock, SharedClock, SystemClock};
+use mindo_bulk::config::Config;
+use mindo_bulk::domain::tier::{ThroughputLevel, Tier};
+use mindo_bulk::simulator::{SimConfig, Simulator};
+use mindo_bulk::startup::Application;
+use mindo_bulk::storage::accounts::{set_number_override, NumberOverride};
+use mindo_bulk::storage::tenants;
+use serde_json::{json, Value};
+
+/// The sandbox's 80 mps TIER_10K number and its 1 000 mps unlimited one.
+const NUMBER_80: &str = "106540352240002";
+const NUMBER_1000: &str = "106540352240003";
+
+struct Args {
+    postgres: Option<String>,
+    only: Option<Vec<String>>,
+    limiter_secs: u64,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        postgres: None,
+        only: None,
+        limiter_secs: 30,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--postgres" => args.postgres = Some(it.next().context("--postgres needs a URL")?),
+            "--only" => {
+                args.only = Some(
+                    it.next()
+                        .context("--only needs names")?
+                        .split(',')
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            }
+            "--limiter-secs" => {
+                args.limiter_secs = it
+                    .next()
+                    .context("--limiter-secs needs a number")?
+                    .parse()?
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    mindo_bulk::telemetry::init("warn", mindo_bulk::config::LogFormat::Text);
+    actix_web::rt::System::new().block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let wants = |name: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|n| n == name))
+    };
+    println!(
+        "mindo-bench on {} ({} cores), database: {}",
+        std::env::consts::ARCH,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        if args.postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+    if wants("create") {
+        bench_create(&args).await?;
+    }
+    if wants("limiter") {
+        bench_limiter(&args, NUMBER_80, 80).await?;
+        bench_limiter(&args, NUMBER_1000, 1000).await?;
+    }
+    if wants("engine") {
+        bench_engine(&args).await?;
+    }
+    if wants("webhooks") {
+        bench_webhooks(&args).await?;
+    }
+    if wants("memory") {
+        bench_memory(&args).await?;
+    }
+    Ok(())
+}
+
+/// A fresh database for one benchmark.
+struct Database {
+    url: String,
+    drop_pg: Option<(String, String)>,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl Database {
+    fn create(args: &Args) -> anyhow::Result<Database> {
+        match &args.postgres {
+            Some(admin) => {
+                let name = format!("mindo_bench_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = diesel::PgConnection::establish(admin)?;
+                conn.batch_execute(&format!("CREATE DATABASE {name}"))?;
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+                Ok(Database {
+                    url: format!("{base}/{name}"),
+                    drop_pg: Some((admin.clone(), name)),
+                    dir: None,
+                })
+            }
+            None => {
+                let dir = scratch_dir()?;
+                Ok(Database {
+                    url: format!("sqlite://{}", dir.join("bench.db").display()),
+                    drop_pg: None,
+                    dir: Some(dir),
+                })
+            }
+        }
+    }
+}
+
+/// A new directory under the system's temporary directory.
+fn scratch_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("mindo-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some((admin, name)) = &self.drop_pg {
+            if let Ok(mut conn) = diesel::PgConnection::establish(admin) {
+                let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// A simulator and a daemon using it, with a tenant owning the world's WABAs.
+struct Env {
+    sim: Simulator,
+    app: Application,
+    base: String,
+    key: String,
+    http: awc::Client,
+    _db: Database,
+}
+
+async fn setup(
+    args: &Args,
+    world: SimConfig,
+    tweak: impl FnOnce(&mut Config),
+) -> anyhow::Result<Env> {
+    let db = Database::create(args)?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let sim = Simulator::start(world.clone(), "127.0.0.1:0", clock.clone()).await?;
+    let mut config = Config {
+        database_url: db.url.clone(),
+        bind: "127.0.0.1:0".into(),
+        graph_url: sim.base_url().to_owned(),
+        app_secret: Some(sim.app_secret().to_owned().into()),
+        sync_interval_secs: 0,
+        log: "warn".into(),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    let app = Application::build_with_clock(config, clock.clone()).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    sim.set_webhook_url(Some(format!("{base}/webhooks/meta/")));
+    let state = app.state().clone();
+    let created = tenants::create_tenant(&mut *state.db.get()?, "Bench", clock.now_ms())?;
+    let graph = state.config.graph_client();
+    for waba in &world.wabas {
+        mindo_bulk::sync::add_waba(
+            &state.db,
+            &graph,
+            &clock,
+            created.tenant_id,
+            &waba.id,
+            &waba.access_token,
+            None,
+        )
+        .await?;
+    }
+    let http = awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .finish();
+    Ok(Env {
+        sim,
+        app,
+        base,
+        key: created.api_key,
+        http,
+        _db: db,
+    })
+}
+
+impl Env {
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let mut res = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .insert_header(("X-API-Key", self.key.as_str()))
+            .send_json(body)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let status = res.status().as_u16();
+        let body = res
+            .json::<Value>()
+            .limit(64 << 20)
+            .await
+            .unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    async fn status(&self, id: &str) -> anyhow::Result<Value> {
+        let mut res = self
+            .http
+            .get(format!(
+                "{}/api/v1/meta-templates/bulk-sends/{id}/",
+                self.base
+            ))
+            .insert_header(("X-API-Key", self.key.as_str()))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(res.json::<Value>().await?)
+    }
+
+    /// Submits a send and returns its id.
+    async fn send(
+        &self,
+        number: &str,
+        recipients: &[String],
+        extra: Value,
+    ) -> anyhow::Result<String> {
+        let mut body = json!({
+            "phone_number_id": number, "template_name": "welcome_message", "language": "es",
+            "recipients": recipients.iter().map(|p| json!({"phone": p, "variables": {"customer_name": "Ana"}})).collect::<Vec<_>>(),
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let (status, res) = self
+            .post("/api/v1/meta-templates/send-bulk/", &body)
+            .await?;
+        if status != 202 {
+            bail!("send-bulk answered {status}: {res}");
+        }
+        Ok(res["bulk_send_id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Sets a number's operator throughput override.
+    fn set_mps(&self, number: &str, mps: i32) -> anyhow::Result<()> {
+        let mut conn = self.app.state().db.get()?;
+        set_number_override(
+            &mut conn,
+            number,
+            &NumberOverride {
+                throughput_mps: Some(Some(mps)),
+                paused: None,
+            },
+            SystemClock.now_ms(),
+        )?;
+        Ok(())
+    }
+}
+
+/// `n` distinct valid mobile numbers from `from`.
+fn phones(from: u64, n: u64) -> Vec<String> {
+    (from..from + n)
+        .map(|i| format!("+54911{:08}", 10_000_000 + i))
+        .collect()
+}
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+/// 3. Create latency: recipients → 202, median of 5, for 10 000 and 100 000 recipients.
+async fn bench_create(args: &Args) -> anyhow::Result<()> {
+    let env = setup(args, SimConfig::sandbox(), |_| {}).await?;
+    // Scheduled far ahead: the engine does not dispatch, only creation is measured.
+    let later = chrono::Utc::now() + chrono::Duration::days(20);
+    let extra = json!({"scheduled_at": later.format("%Y-%m-%dT%H:%M:%SZ").to_string()});
+    for n in [10_000u64, 100_000] {
+        let mut times = Vec::new();
+        for run in 0..5 {
+            let list = phones(run * 1_000_000, n);
+            let started = Instant::now();
+            env.send(NUMBER_1000, &list, extra.clone()).await?;
+            times.push(started.elapsed().as_secs_f64());
+        }
+        println!(
+            "create  {n:>7} recipients → 202: median {:.3} s (runs: {})",
+            median(times.clone()),
+            times
+                .iter()
+                .map(|t| format!("{t:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// 2. Limiter precision: a number at its Meta rate for `limiter_secs`: achieved / cap, the
+/// most accepted in any 1 s window, refusals.
+async fn bench_limiter(args: &Args, number: &str, cap: u64) -> anyhow::Result<()> {
+    let env = setup(args, SimConfig::sandbox(), |_| {}).await?;
+    let n = cap * args.limiter_secs;
+    let id = env.send(number, &phones(0, n), json!({})).await?;
+    let mut first: Option<(Instant, u64)> = None;
+    let started = Instant::now();
+    loop {
+        let s = env.status(&id).await?;
+        let sent = s["sent_count"].as_u64().unwrap_or(0) + s["failed_count"].as_u64().unwrap_or(0);
+        if first.is_none() && sent > 0 {
+            first = Some((Instant::now(), sent));
+        }
+        if s["pending_count"] == 0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(args.limiter_secs * 3 + 60) {
+            bail!("the limiter benchmark did not finish: {s}");
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (t0, sent0) = first.unwrap_or((started, 0));
+    let elapsed = t0.elapsed().as_secs_f64();
+    let rate = (n - sent0) as f64 / elapsed;
+    let stats = env.sim.stats();
+    let numbers = &stats.numbers[number];
+    println!(
+        "limiter {cap:>4} mps over {n} messages: achieved {rate:.1} mps = {:.3} of the cap, max in any 1 s window {}, refusals {:?}",
+        rate / cap as f64,
+        numbers.max_accepted_in_1s,
+        stats.refusals_by_code
+    );
+    Ok(())
+}
+
+/// A world of `n` WABAs, each its own unlimited portfolio with one HIGH number.
+fn unlimited_world(n: usize) -> SimConfig {
+    let mut world = SimConfig::sandbox();
+    let template = world.wabas[2].clone();
+    world.wabas = (0..n)
+        .map(|i| {
+            let mut waba = template.clone();
+            waba.id = format!("77{i:08}");
+            waba.name = format!("Bench {i}");
+            waba.phone_numbers[0].id = format!("88{i:08}");
+            waba.phone_numbers[0].display_phone_number = format!("+1 202-555-{:04}", 200 + i);
+            waba.phone_numbers[0].tier = Tier::Unlimited;
+            waba.phone_numbers[0].throughput_level = ThroughputLevel::High;
+            for (j, t) in waba.templates.iter_mut().enumerate() {
+                t.id = format!("66{i:04}{j:04}");
+            }
+            waba
+        })
+        .collect();
+    world.behaviour.enforce_mps = false;
+    world.behaviour.enforce_pair_rate = false;
+    world.behaviour.enforce_quota = false;
+    world.behaviour.sent_delay_ms = 0;
+    world.behaviour.delivered_delay_ms = 0;
+    world.behaviour.read_delay_ms = 0;
+    world.workers = 1;
+    world
+}
+
+/// 1. Engine throughput: limits lifted, 50 000 recipients across 4 numbers, from the 202s to
+/// the last message accepted and durable; plus the raw HTTP ceiling of the same simulator
+/// endpoint with wrk, and CPU time per message.
+async fn bench_engine(args: &Args) -> anyhow::Result<()> {
+    const NUMBERS: usize = 4;
+    const TOTAL: u64 = 50_000;
+    let world = unlimited_world(NUMBERS);
+    let env = setup(args, world.clone(), |_| {}).await?;
+    for waba in &world.wabas {
+        env.set_mps(&waba.phone_numbers[0].id, 1_000_000)?;
+    }
+    // Let the limiters read the override (they refresh every 2 s).
+    actix_web::rt::time::sleep(Duration::from_millis(2_500)).await;
+    let cpu0 = cpu_seconds();
+    let started = Instant::now();
+    let per = TOTAL / NUMBERS as u64;
+    let mut ids = Vec::new();
+    for (i, waba) in world.wabas.iter().enumerate() {
+        ids.push(
+            env.send(
+                &waba.phone_numbers[0].id,
+                &phones(i as u64 * per, per),
+                json!({}),
+            )
+            .await?,
+        );
+    }
+    let created = started.elapsed().as_secs_f64();
+    loop {
+        let mut pending = 0;
+        for id in &ids {
+            pending += env.status(id).await?["pending_count"].as_u64().unwrap_or(0);
+        }
+        if pending == 0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the engine benchmark did not finish ({pending} pending)");
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let stats = env.sim.stats();
+    println!(
+        "engine  {TOTAL} recipients on {NUMBERS} numbers: {:.0} msg/s end to end ({elapsed:.2} s, of which {created:.2} s creating); accepted {}, double sends {}; CPU {:.1} µs/message (daemon + simulator)",
+        TOTAL as f64 / elapsed,
+        stats.accepted_total,
+        stats.recipients_accepted_more_than_once,
+        cpu / TOTAL as f64 * 1e6
+    );
+    raw_ceiling(&env, &world).await;
+    Ok(())
+}
+
+/// The simulator's send endpoint driven by wrk with keep-alive, for the raw HTTP ceiling.
+async fn raw_ceiling(env: &Env, world: &SimConfig) {
+    let number = &world.wabas[0].phone_numbers[0].id;
+    let body = json!({"messaging_product": "whatsapp", "recipient_type": "individual",
+        "to": "+5491199999999", "type": "template",
+        "template": {"name": "welcome_message", "language": {"code": "es"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "parameter_name": "customer_name", "text": "Ana"}]}]}});
+    let script = format!(
+        "wrk.method = \"POST\"\nwrk.body = '{}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer sandbox-token\"\n",
+        body
+    );
+    let Ok(dir) = scratch_dir() else { return };
+    let path = dir.join("post.lua");
+    if std::fs::write(&path, script).is_err() {
+        return;
+    }
+    let url = format!("{}/v24.0/{number}/messages", env.sim.base_url());
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        std::process::Command::new("wrk")
+            .args(["-t1", "-c64", "-d10s", "-s"])
+            .arg(&path)
+            .arg(&url)
+            .output()
+    })
+    .await;
+    match out {
+        Ok(Ok(out)) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let rps = text
+                .lines()
+                .find(|l| l.starts_with("Requests/sec:"))
+                .unwrap_or("Requests/sec: ?");
+            println!("raw     wrk -t1 -c64 -d10s POST to the simulator's send endpoint: {rps}");
+        }
+        _ => println!("raw     wrk is not installed (apt-get install wrk): no raw ceiling"),
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// 4. Webhook ingestion: `delivered` updates applied durably per second, 100 per POST,
+/// concurrent posters.
+async fn bench_webhooks(args: &Args) -> anyhow::Result<()> {
+    const N: u64 = 100_000;
+    const POSTERS: usize = 8;
+    let env = setup(args, SimConfig::sandbox(), |_| {}).await?;
+    let later = chrono::Utc::now() + chrono::Duration::days(20);
+    let id = env
+        .send(
+            NUMBER_1000,
+            &phones(0, N),
+            json!({"scheduled_at": later.format("%Y-%m-%dT%H:%M:%SZ").to_string()}),
+        )
+        .await?;
+    // As if every message had been sent: wamid = "wamid.bench.<id>".
+    {
+        let mut conn = env.app.state().db.get()?;
+        conn.batch_execute(&format!(
+            "UPDATE messages SET state = 'sent', wamid = 'wamid.bench.' || id WHERE bulk_send_id = '{id}';
+             UPDATE bulk_sends SET pending_count = 0, sent_count = {N}, started_at = 1 WHERE id = '{id}';"
+        ))?;
+    }
+    let ids: Vec<i64> = {
+        use diesel::prelude::*;
+        use mindo_bulk::storage::schema::messages;
+        let mut conn = env.app.state().db.get()?;
+        mindo_bulk::with_backend!(&mut *conn, |c| messages::table
+            .filter(messages::bulk_send_id.eq(&id))
+            .select(messages::id)
+            .load::<i64>(c))?
+    };
+    let secret = env.sim.app_secret().to_owned();
+    let batches: Vec<Vec<u8>> = ids
+        .chunks(100)
+        .map(|chunk| {
+            let statuses: Vec<Value> = chunk
+                .iter()
+                .map(|m| json!({"id": format!("wamid.bench.{m}"), "status": "delivered",
+                    "timestamp": "1767225600", "recipient_id": "5491100000000",
+                    "biz_opaque_callback_data": format!("{id}/{m}")}))
+                .collect();
+            serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "102938475610003",
+                "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "12025550103", "phone_number_id": NUMBER_1000},
+                    "statuses": statuses}}]}]}))
+            .unwrap_or_default()
+        })
+        .collect();
+    let batches = Arc::new(batches);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let cpu0 = cpu_seconds();
+    let mut posters = Vec::new();
+    for _ in 0..POSTERS {
+        let (batches, next, secret) = (batches.clone(), next.clone(), secret.clone());
+        let url = format!("{}/webhooks/meta/", env.base);
+        posters.push(actix_web::rt::spawn(async move {
+            let client = awc::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .finish();
+            let mut failures = 0u64;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(body) = batches.get(i) else { break };
+                let signature = mindo_bulk::simulator::signature(secret.as_bytes(), body);
+                let res = client
+                    .post(&url)
+                    .insert_header(("X-Hub-Signature-256", signature))
+                    .content_type("application/json")
+                    .send_body(body.clone())
+                    .await;
+                if !matches!(res, Ok(r) if r.status().is_success()) {
+                    failures += 1;
+                }
+            }
+            failures
+        }));
+    }
+    let mut failures = 0;
+    for p in posters {
+        failures += p.await.unwrap_or(0);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let s = env.status(&id).await?;
+    println!(
+        "webhook {N} delivered updates, 100 per POST, {POSTERS} posters: {:.0} updates/s applied durably ({elapsed:.2} s); failed POSTs {failures}; delivered_count {}; CPU {:.1} µs/update",
+        N as f64 / elapsed,
+        s["delivered_count"],
+        cpu / N as f64 * 1e6
+    );
+    Ok(())
+}
+
+/// 5. Memory: RSS growth per in-flight recipient with 10 sends of 100 000 running.
+async fn bench_memory(args: &Args) -> anyhow::Result<()> {
+    const SENDS: u64 = 10;
+    const PER: u64 = 100_000;
+    let env = setup(args, SimConfig::sandbox(), |_| {}).await?;
+    // A slow number keeps all of them in flight: the actors run, page and offer.
+    env.set_mps(NUMBER_1000, 5)?;
+    actix_web::rt::time::sleep(Duration::from_millis(2_500)).await;
+    let before = rss_bytes();
+    let mut ids = Vec::new();
+    for i in 0..SENDS {
+        ids.push(
+            env.send(NUMBER_1000, &phones(i * PER, PER), json!({}))
+                .await?,
+        );
+    }
+    actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_bytes();
+    let mut pending = 0;
+    for id in &ids {
+        pending += env.status(id).await?["pending_count"].as_u64().unwrap_or(0);
+    }
+    println!(
+        "memory  {SENDS} sends × {PER} recipients in flight ({pending} pending): RSS {:.1} MiB → {:.1} MiB, {:.0} B per in-flight recipient",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        after.saturating_sub(before) as f64 / (SENDS * PER) as f64
+    );
+    Ok(())
+}
