@@ -325,7 +325,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// 3. Create latency: recipients → 202, median of 5, for 10 000 and 100 000 recipients.
+/// Benchmark 3: Create latency: recipients → 202, median of 5, for 10 000 and 100 000 recipients.
 async fn bench_create(args: &Args) -> anyhow::Result<()> {
     let env = setup(args, SimConfig::sandbox(), |_| {}).await?;
     // Scheduled far ahead: the engine does not dispatch, only creation is measured.
@@ -352,7 +352,7 @@ async fn bench_create(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 2. Limiter precision: a number at its Meta rate for `limiter_secs`: achieved / cap, the
+/// Benchmark 2: Limiter precision: a number at its Meta rate for `limiter_secs`: achieved / cap, the
 /// most accepted in any 1 s window, refusals.
 async fn bench_limiter(args: &Args, number: &str, cap: u64) -> anyhow::Result<()> {
     let env = setup(args, SimConfig::sandbox(), |_| {}).await?;
@@ -417,7 +417,7 @@ fn unlimited_world(n: usize) -> SimConfig {
     world
 }
 
-/// 1. Engine throughput: limits lifted, 50 000 recipients across 4 numbers, from the 202s to
+/// Benchmark 1: Engine throughput: limits lifted, 50 000 recipients across 4 numbers, from the 202s to
 /// the last message accepted and durable; plus the raw HTTP ceiling of the same simulator
 /// endpoint with wrk, and CPU time per message.
 async fn bench_engine(args: &Args) -> anyhow::Result<()> {
@@ -511,7 +511,7 @@ async fn raw_ceiling(env: &Env, world: &SimConfig) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// 4. Webhook ingestion: `delivered` updates applied durably per second, 100 per POST,
+/// Benchmark 4: Webhook ingestion: `delivered` updates applied durably per second, 100 per POST,
 /// concurrent posters.
 async fn bench_webhooks(args: &Args) -> anyhow::Result<()> {
     const N: u64 = 100_000;
@@ -605,7 +605,7 @@ async fn bench_webhooks(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 5. Memory: RSS growth per in-flight recipient with 10 sends of 100 000 running.
+/// Benchmark 5: Memory: RSS growth per in-flight recipient with 10 sends of 100 000 running.
 async fn bench_memory(args: &Args) -> anyhow::Result<()> {
     const SENDS: u64 = 10;
     const PER: u64 = 100_000;
