@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::Value;
@@ -41,6 +41,10 @@ const OFFER_TARGET: usize = 1_000;
 const IDLE_RECHECK_MS: i64 = 200;
 /// Outcomes written in one batch at most.
 const FLUSH_MAX: usize = 1_000;
+/// How long after its grant a message is handed to Meta. Marking it `dispatching` must be
+/// committed first; waiting a fixed time (rather than "as soon as committed") keeps the
+/// grants' spacing intact when commits take longer at one moment than another.
+const PIPELINE_DELAY: Duration = Duration::from_millis(25);
 /// Attempts after which a transient failure becomes final.
 pub const MAX_ATTEMPTS: i32 = 8;
 
@@ -89,6 +93,8 @@ pub struct BulkSendActor {
     paused: bool,
     cancelled: bool,
     stopped: bool,
+    /// Why the send was stopped, for the messages it stops.
+    stop_reason: Option<String>,
     settling: bool,
     /// Restarts so far (for backoff).
     restarts: u32,
@@ -129,6 +135,7 @@ impl BulkSendActor {
             paused: false,
             cancelled: false,
             stopped: false,
+            stop_reason: None,
             settling: false,
             restarts: 0,
             draining: false,
@@ -178,7 +185,10 @@ impl BulkSendActor {
                     act.paused = send.paused;
                     act.cancelled = send.status() == BulkStatus::Cancelled;
                 }
-                act.stopped |= send.failure_reason.is_some();
+                if let Some(reason) = send.failure_reason {
+                    act.stopped = true;
+                    act.stop_reason = Some(reason);
+                }
                 act.unknown = dispatching
                     .into_iter()
                     .map(|m| (m.id, m.dispatched_at.unwrap_or(0) + grace_ms))
@@ -324,34 +334,67 @@ impl BulkSendActor {
             .collect();
         let (id, portfolio) = (self.id.clone(), setup.portfolio_id.clone());
         self.marking += granted.len();
+        let granted_at = Instant::now();
         let fut = self
             .ctx
             .writer
             .write(move |conn| sends::mark_dispatching(conn, &id, &portfolio, &marks, now));
-        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-            act.marking -= granted.len();
-            match result {
-                Ok(marked) => {
-                    let marked: std::collections::HashSet<i64> = marked.into_iter().collect();
-                    for message in granted {
-                        if !marked.contains(&message.id) {
-                            continue;
-                        }
-                        if act.cancelled || act.stopped {
-                            // Decided after the grant: never sent.
-                            act.outcomes.push((message.id, Outcome::Cancelled));
-                            continue;
-                        }
-                        act.send_one(message, now, setup.clone(), ctx);
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(bulk_send_id = %act.id, error = %err,
-                        "Marking messages as dispatching failed; the actor restarts from the database.");
-                    ctx.stop();
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(marked) => {
+                let marked: std::collections::HashSet<i64> = marked.into_iter().collect();
+                let count = granted.len();
+                let batch: Vec<PendingMessage> = granted
+                    .into_iter()
+                    .filter(|m| marked.contains(&m.id))
+                    .collect();
+                // Sent a fixed delay after the grant, not whenever the commit happened to
+                // finish: the spacing the limiter chose survives commit-latency jitter.
+                let wait = (granted_at + PIPELINE_DELAY).saturating_duration_since(Instant::now());
+                if wait.is_zero() {
+                    act.release(batch, count, now, setup, ctx);
+                } else {
+                    ctx.run_later(wait, move |act, ctx| {
+                        act.release(batch, count, now, setup, ctx)
+                    });
                 }
             }
+            Err(err) => {
+                act.marking -= granted.len();
+                tracing::warn!(bulk_send_id = %act.id, error = %err,
+                    "Marking messages as dispatching failed; the actor restarts from the database.");
+                ctx.stop();
+            }
         }));
+    }
+
+    /// Sends marked messages, unless the send was cancelled or stopped meanwhile.
+    fn release(
+        &mut self,
+        batch: Vec<PendingMessage>,
+        granted: usize,
+        dispatched_at: i64,
+        setup: Arc<SendSetup>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.marking -= granted;
+        for message in batch {
+            // Decided after the grant: never sent.
+            if self.cancelled {
+                self.outcomes.push((message.id, Outcome::Cancelled));
+                continue;
+            }
+            if let Some(reason) = &self.stop_reason {
+                self.outcomes.push((
+                    message.id,
+                    Outcome::Failed {
+                        error_code: None,
+                        error_message: reason.clone(),
+                    },
+                ));
+                continue;
+            }
+            self.send_one(message, dispatched_at, setup.clone(), ctx);
+        }
     }
 
     fn send_one(
@@ -501,6 +544,10 @@ impl BulkSendActor {
         };
         let outcome = match outcome {
             Outcome::Retry { .. } if self.cancelled => Outcome::Cancelled,
+            Outcome::Retry { .. } if self.stopped => Outcome::Failed {
+                error_code: None,
+                error_message: self.stop_reason.clone().unwrap_or_default(),
+            },
             other => other,
         };
         self.outcomes.push((id, outcome));
@@ -568,6 +615,11 @@ impl BulkSendActor {
             }
             let outcome = if self.cancelled {
                 Outcome::Cancelled
+            } else if let Some(reason) = &self.stop_reason {
+                Outcome::Failed {
+                    error_code: None,
+                    error_message: reason.clone(),
+                }
             } else {
                 match policy {
                     ReconcilePolicy::Resend => Outcome::Reset {
@@ -646,6 +698,7 @@ impl BulkSendActor {
             return;
         }
         self.stopped = true;
+        self.stop_reason = Some(reason.clone());
         self.withdraw();
         tracing::warn!(bulk_send_id = %self.id, %reason, "The bulk send is stopped.");
         let id = self.id.clone();

@@ -102,6 +102,9 @@ pub struct PhoneLimiter {
     grants_to: HashMap<Arc<str>, Recipient<Grants>>,
     /// Whether the number is paused in the database (operator or engine).
     paused_in_db: bool,
+    /// No grant before this: a previous process (before a crash or restart) may have used
+    /// the number's last second, which this one cannot see.
+    hold_until: Instant,
 }
 
 impl PhoneLimiter {
@@ -119,6 +122,7 @@ impl PhoneLimiter {
             quota: None,
             grants_to: HashMap::new(),
             paused_in_db: false,
+            hold_until: Instant::now() + Duration::from_secs(1) + margin,
         }
     }
 
@@ -227,6 +231,9 @@ impl PhoneLimiter {
         let Some(shared) = self.quota.clone() else {
             return;
         };
+        if Instant::now() < self.hold_until {
+            return;
+        }
         let plan = {
             let mut state = shared.inner.lock();
             if !state.loaded {

@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod meta;
 mod migrations;
+mod reliability;
 mod sandbox;
 mod send_bulk;
 mod simulator;
