@@ -19,6 +19,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::Value;
 
+use super::ingest::SendEffect;
 use super::limiter::{Feedback, Grants, LimiterCall, PhoneLimiter};
 use super::supervisor::{JobSupervisor, SendSettled};
 use super::EngineContext;
@@ -477,6 +478,15 @@ impl BulkSendActor {
         };
         let outcome = match outcome {
             Outcome::Retry { .. } if self.cancelled => Outcome::Cancelled,
+            // A stopped send dispatches nothing more: a retry would stay pending for ever.
+            Outcome::Retry {
+                error_code,
+                error_message,
+                ..
+            } if self.stopped => Outcome::Failed {
+                error_code,
+                error_message,
+            },
             other => other,
         };
         self.outcomes.push((id, outcome));
@@ -544,6 +554,13 @@ impl BulkSendActor {
             }
             let outcome = if self.cancelled {
                 Outcome::Cancelled
+            } else if self.stopped {
+                // Nothing is resent for a stopped send; a webhook may still say it was sent.
+                Outcome::Failed {
+                    error_code: None,
+                    error_message: "unknown_outcome: the send was stopped before Meta answered"
+                        .into(),
+                }
             } else {
                 match policy {
                     ReconcilePolicy::Resend => Outcome::Reset {
@@ -810,6 +827,44 @@ impl Handler<Control> for BulkSendActor {
                     result?;
                     Ok(ControlOutcome::Done)
                 }))
+            }
+        }
+    }
+}
+
+/// A change the webhook ingestion already made durable to this send (its template paused,
+/// approved again, or disabled): the actor follows it in memory at once, so nothing more is
+/// dispatched after a pause or stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WebhookEffect(pub SendEffect);
+
+impl Handler<WebhookEffect> for BulkSendActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WebhookEffect, ctx: &mut Context<Self>) {
+        // Fresher than a load that may be reading the row right now.
+        self.control_generation += 1;
+        match msg.0 {
+            SendEffect::Pause => {
+                if !self.paused {
+                    self.paused = true;
+                    self.withdraw();
+                }
+            }
+            SendEffect::Resume => {
+                if self.paused {
+                    self.paused = false;
+                    self.next_load_at = i64::MIN;
+                }
+            }
+            SendEffect::Stop => {
+                if !self.stopped {
+                    self.stopped = true;
+                    self.withdraw();
+                    tracing::warn!(bulk_send_id = %self.id, "The bulk send is stopped by a template status update.");
+                }
+                self.settle_if_done(ctx);
             }
         }
     }
