@@ -12,3 +12,4 @@ mod meta;
 mod migrations;
 mod send_bulk;
 mod simulator;
+mod webhooks;
