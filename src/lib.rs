@@ -10,7 +10,8 @@
 //! - [`startup`] — `Application::build(config)` → a bound server; `run_until_stopped()`.
 //! - [`clock`] — time as an injectable dependency.
 //! - [`domain`] — pure types and rules (API keys, phones, templates, tiers, message states, ETA), unit-tested, no I/O.
-//! - [`engine`] — the actors (supervisor, bulk sends, phone limiters) and the DB writer.
+//! - [`engine`] — the actors (supervisor, bulk sends, phone limiters), the DB writer, and webhook
+//!   ingestion (what a Meta notification changes, applied in one write).
 //! - [`meta`] — Meta's Cloud API: Graph client, error classification, webhook payloads.
 //! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body.
 //! - [`sync`] — WABA sync: numbers, templates and portfolio read from the Graph API.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde_json::Value;
 
+use super::ingest::SendEffect;
 use super::limiter::{Feedback, Grants, LimiterCall, PhoneLimiter};
 use super::supervisor::{JobSupervisor, SendSettled};
 use super::EngineContext;
@@ -77,6 +78,9 @@ pub struct BulkSendActor {
     setup: Option<Arc<SendSetup>>,
     /// Where the scan of due pending messages stands.
     cursor: PendingCursor,
+    /// Bumped at every rewind of the scan, so that a page read before a rewind does not
+    /// move the cursor past messages the rewind was for.
+    cursor_epoch: u64,
     /// Not before this time (unix ms) look for due messages again.
     next_load_at: i64,
     loading: bool,
@@ -124,6 +128,7 @@ impl BulkSendActor {
             limiter,
             setup: None,
             cursor: (i64::MIN, 0),
+            cursor_epoch: 0,
             next_load_at: i64::MIN,
             loading: false,
             offered: HashMap::new(),
@@ -270,7 +275,7 @@ impl BulkSendActor {
             return;
         }
         self.loading = true;
-        let (id, cursor) = (self.id.clone(), self.cursor);
+        let (id, cursor, epoch) = (self.id.clone(), self.cursor, self.cursor_epoch);
         let limit = PAGE.min((OFFER_TARGET - self.offered.len()) as i64).max(1);
         let fut = self
             .ctx
@@ -280,21 +285,25 @@ impl BulkSendActor {
             act.loading = false;
             match result {
                 Ok(page) => {
+                    // After a rewind during this load, look again at once.
+                    let current = act.cursor_epoch == epoch;
                     if page.is_empty() {
-                        act.next_load_at = now + IDLE_RECHECK_MS;
+                        if current {
+                            act.next_load_at = now + IDLE_RECHECK_MS;
+                        }
                         act.settle_if_done(ctx);
                         return;
                     }
-                    if (page.len() as i64) < limit {
+                    if current && (page.len() as i64) < limit {
                         act.next_load_at = now + IDLE_RECHECK_MS;
                     }
-                    if let Some(last) = page.last() {
+                    if let (true, Some(last)) = (current, page.last()) {
                         act.cursor = (last.next_attempt_at, last.id);
                     }
                     if !act.may_dispatch(act.now()) {
                         // Paused or cancelled while loading: forget the page, the cursor
                         // rewinds so a resume finds it again.
-                        act.cursor = (i64::MIN, 0);
+                        act.rewind();
                         return;
                     }
                     let candidates: Vec<(i64, String)> =
@@ -313,6 +322,13 @@ impl BulkSendActor {
                 }
             }
         }));
+    }
+
+    /// Restarts the scan of due messages from the beginning.
+    fn rewind(&mut self) {
+        self.cursor = (i64::MIN, 0);
+        self.cursor_epoch += 1;
+        self.next_load_at = i64::MIN;
     }
 
     /// Granted messages: mark them `dispatching` durably, then send them.
@@ -544,9 +560,14 @@ impl BulkSendActor {
         };
         let outcome = match outcome {
             Outcome::Retry { .. } if self.cancelled => Outcome::Cancelled,
-            Outcome::Retry { .. } if self.stopped => Outcome::Failed {
-                error_code: None,
-                error_message: self.stop_reason.clone().unwrap_or_default(),
+            // A stopped send dispatches nothing more: a retry would stay pending for ever.
+            Outcome::Retry {
+                error_code,
+                error_message,
+                ..
+            } if self.stopped => Outcome::Failed {
+                error_code,
+                error_message,
             },
             other => other,
         };
@@ -585,8 +606,7 @@ impl BulkSendActor {
                         // Messages put back to pending may sort before the scan's position:
                         // scan again from the start. Messages already offered are not offered
                         // twice, and marking is conditional, so none can go out twice.
-                        act.cursor = (i64::MIN, 0);
-                        act.next_load_at = i64::MIN;
+                        act.rewind();
                     }
                     act.settle_if_done(ctx);
                 }
@@ -615,10 +635,12 @@ impl BulkSendActor {
             }
             let outcome = if self.cancelled {
                 Outcome::Cancelled
-            } else if let Some(reason) = &self.stop_reason {
+            } else if self.stopped {
+                // Nothing is resent for a stopped send; a webhook may still say it was sent.
                 Outcome::Failed {
                     error_code: None,
-                    error_message: reason.clone(),
+                    error_message: "unknown_outcome: the send was stopped before Meta answered"
+                        .into(),
                 }
             } else {
                 match policy {
@@ -723,8 +745,7 @@ impl BulkSendActor {
             send_id: self.id.clone(),
         });
         self.offered.clear();
-        self.cursor = (i64::MIN, 0);
-        self.next_load_at = i64::MIN;
+        self.rewind();
     }
 
     /// Finishes when nothing is left here and the database agrees nothing is pending.
@@ -907,6 +928,44 @@ impl Handler<Control> for BulkSendActor {
                     result?;
                     Ok(ControlOutcome::Done)
                 }))
+            }
+        }
+    }
+}
+
+/// A change the webhook ingestion already made durable to this send (its template paused,
+/// approved again, or disabled): the actor follows it in memory at once, so nothing more is
+/// dispatched after a pause or stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WebhookEffect(pub SendEffect);
+
+impl Handler<WebhookEffect> for BulkSendActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WebhookEffect, ctx: &mut Context<Self>) {
+        // Fresher than a load that may be reading the row right now.
+        self.control_generation += 1;
+        match msg.0 {
+            SendEffect::Pause => {
+                if !self.paused {
+                    self.paused = true;
+                    self.withdraw();
+                }
+            }
+            SendEffect::Resume => {
+                if self.paused {
+                    self.paused = false;
+                    self.next_load_at = i64::MIN;
+                }
+            }
+            SendEffect::Stop => {
+                if !self.stopped {
+                    self.stopped = true;
+                    self.withdraw();
+                    tracing::warn!(bulk_send_id = %self.id, "The bulk send is stopped by a template status update.");
+                }
+                self.settle_if_done(ctx);
             }
         }
     }

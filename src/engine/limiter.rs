@@ -6,8 +6,8 @@
 //! it offers and feedback, applies the number's settings, and delivers the grants.
 //!
 //! Operator overrides (`mindo-bulk number set`) and tier or quality changes stored by a sync
-//! or a webhook are read back from the database every [`SETTINGS_REFRESH`], so a running
-//! daemon applies them within seconds.
+//! are read back from the database every [`SETTINGS_REFRESH`], so a running daemon applies
+//! them within seconds; a webhook's change is applied at once ([`LimiterCall::Refresh`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,6 +90,9 @@ pub enum LimiterCall {
         send_id: String,
     },
     Feedback(Feedback),
+    /// The number's row changed (a webhook): read it back now rather than at the next
+    /// periodic refresh.
+    Refresh,
 }
 
 /// The actor.
@@ -273,7 +276,7 @@ impl Actor for PhoneLimiter {
 impl Handler<LimiterCall> for PhoneLimiter {
     type Result = ();
 
-    fn handle(&mut self, msg: LimiterCall, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: LimiterCall, ctx: &mut Context<Self>) {
         match msg {
             LimiterCall::Register { send_id, grants } => {
                 let key: Arc<str> = send_id.into();
@@ -318,6 +321,13 @@ impl Handler<LimiterCall> for PhoneLimiter {
                 tracing::warn!(phone_row_id = self.phone_row_id, %reason, "The number is paused.");
                 self.planner.pause(PauseReason::SpamRateLimit);
                 self.paused_in_db = true;
+            }
+            LimiterCall::Refresh => {
+                // Before the first refresh has joined the quota, that refresh (or the next
+                // periodic one) reads the row.
+                if self.quota.is_some() {
+                    self.refresh_settings(ctx);
+                }
             }
         }
     }

@@ -5,11 +5,14 @@
 //! - `limiter`: `PhoneLimiter`, one per sender number: grants send slots by throughput,
 //!   portfolio quota and pair rate, fairly between the number's sends.
 //! - `writer`: the one database writer, with group commit.
+//! - `ingest`: what a Meta webhook notification changes, applied in one write; the webhook
+//!   counters.
 //!
 //! The actors live on one arbiter of their own (a thread with its own event loop), apart from
 //! the HTTP workers; the Graph client (`awc`, `!Send`) is created there.
 
 pub mod bulk_send;
+pub mod ingest;
 pub mod limiter;
 pub mod supervisor;
 pub mod writer;
@@ -20,10 +23,10 @@ use actix::prelude::*;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::storage::sends::{AppliedUpdates, StatusUpdate};
 use crate::storage::{Db, StorageError};
 use bulk_send::{Control, ControlAction, ControlOutcome};
-use supervisor::{ApplyStatuses, DrainAll, IsResumed, JobSupervisor, RouteControl, StartSend};
+use ingest::{IngestCounters, IngestOutcome, WebhookChanges};
+use supervisor::{ApplyWebhook, DrainAll, IsResumed, JobSupervisor, RouteControl, StartSend};
 use writer::StoreWriter;
 
 /// What every actor of the engine shares.
@@ -49,6 +52,8 @@ pub enum EngineError {
 pub struct Engine {
     supervisor: Addr<JobSupervisor>,
     arbiter: ArbiterHandle,
+    /// Webhook counters, for the life of the process.
+    ingest_counters: Arc<IngestCounters>,
 }
 
 impl Engine {
@@ -68,6 +73,7 @@ impl Engine {
         Engine {
             supervisor,
             arbiter,
+            ingest_counters: Arc::default(),
         }
     }
 
@@ -96,16 +102,24 @@ impl Engine {
         }
     }
 
-    /// Applies webhook status updates; answers once they are durable.
-    pub async fn apply_statuses(
+    /// Applies what a webhook notification changes; answers once all of it is durable and the
+    /// live actors and limiters concerned follow it.
+    pub async fn apply_webhook(
         &self,
-        updates: Vec<StatusUpdate>,
-    ) -> Result<AppliedUpdates, EngineError> {
-        Ok(self
+        changes: WebhookChanges,
+    ) -> Result<IngestOutcome, EngineError> {
+        let outcome = self
             .supervisor
-            .send(ApplyStatuses { updates })
+            .send(ApplyWebhook { changes })
             .await
-            .map_err(|_| EngineError::Stopped)??)
+            .map_err(|_| EngineError::Stopped)??;
+        self.ingest_counters.record(&outcome);
+        Ok(outcome)
+    }
+
+    /// The webhook counters.
+    pub fn ingest_counters(&self) -> &IngestCounters {
+        &self.ingest_counters
     }
 
     /// Whether every unfinished send found at boot has been resumed.

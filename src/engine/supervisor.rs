@@ -1,6 +1,7 @@
 //! `JobSupervisor`: starts a `BulkSendActor` for every unsettled send at boot and for each
-//! new one, keeps one `PhoneLimiter` per sender number, and routes control requests and
-//! webhook updates to the actor that owns the send.
+//! new one, keeps one `PhoneLimiter` per sender number, and routes control requests to the
+//! actor that owns the send. Webhook notifications are made durable in one write (see
+//! `ingest`), then the actors and limiters they concern are told to follow at once.
 //!
 //! Send actors run under actix's `Supervisor`, which restarts a stopped actor (with its
 //! state rebuilt from the database) for as long as someone holds its address. The
@@ -10,11 +11,12 @@ use std::collections::HashMap;
 
 use actix::prelude::*;
 
-use super::bulk_send::{BulkSendActor, Control, ControlOutcome, Drain};
-use super::limiter::{PhoneLimiter, QuotaRegistry};
+use super::bulk_send::{BulkSendActor, Control, ControlOutcome, Drain, WebhookEffect};
+use super::ingest::{self, IngestOutcome, WebhookChanges};
+use super::limiter::{LimiterCall, PhoneLimiter, QuotaRegistry};
 use super::EngineContext;
 use crate::meta::client::GraphClient;
-use crate::storage::sends::{self, AppliedUpdates, StatusUpdate};
+use crate::storage::sends;
 use crate::storage::StorageError;
 
 /// The supervisor actor.
@@ -177,24 +179,47 @@ impl Handler<RouteControl> for JobSupervisor {
     }
 }
 
-/// Webhook status updates, applied durably; answered once committed.
+/// What a webhook notification changes: made durable in one write, then followed at once by
+/// the live actors of the sends it paused, resumed or stopped (so they dispatch nothing more)
+/// and by the limiters of the numbers it changed. Answered after both.
 #[derive(Message)]
-#[rtype(result = "Result<AppliedUpdates, StorageError>")]
-pub struct ApplyStatuses {
-    pub updates: Vec<StatusUpdate>,
+#[rtype(result = "Result<IngestOutcome, StorageError>")]
+pub struct ApplyWebhook {
+    pub changes: WebhookChanges,
 }
 
-impl Handler<ApplyStatuses> for JobSupervisor {
-    type Result = ResponseFuture<Result<AppliedUpdates, StorageError>>;
+impl Handler<ApplyWebhook> for JobSupervisor {
+    type Result = ResponseActFuture<Self, Result<IngestOutcome, StorageError>>;
 
-    fn handle(&mut self, msg: ApplyStatuses, _ctx: &mut Context<Self>) -> Self::Result {
-        let writer = self.ctx.writer.clone();
+    fn handle(&mut self, msg: ApplyWebhook, _ctx: &mut Context<Self>) -> Self::Result {
         let now = self.ctx.clock.now_ms();
-        Box::pin(async move {
-            writer
-                .write(move |conn| sends::apply_status_updates(conn, &msg.updates, now))
-                .await
-        })
+        let write = self
+            .ctx
+            .writer
+            .write(move |conn| ingest::apply(conn, &msg.changes, now));
+        Box::pin(write.into_actor(self).then(|result, act, _ctx| {
+            let mut told = Vec::new();
+            if let Ok(outcome) = &result {
+                // A send without a live actor has settled (or its actor is still being
+                // started, and loads the stored flags).
+                for (send_id, effect) in &outcome.sends {
+                    if let Some(addr) = act.sends.get(send_id) {
+                        told.push(addr.send(WebhookEffect(*effect)));
+                    }
+                }
+                for row_id in &outcome.numbers {
+                    if let Some(limiter) = act.limiters.get(row_id) {
+                        limiter.do_send(LimiterCall::Refresh);
+                    }
+                }
+            }
+            async move {
+                // An actor that stopped meanwhile has nothing left to dispatch.
+                let _ = futures_util::future::join_all(told).await;
+                result
+            }
+            .into_actor(act)
+        }))
     }
 }
 

@@ -1,9 +1,12 @@
-//! Meta's webhooks: the verification handshake, and status notifications.
+//! Meta's webhooks: the verification handshake, and notifications.
 //!
-//! `POST /webhooks/meta/` checks `X-Hub-Signature-256` over the raw bytes, in constant time,
-//! before anything is parsed; a missing or wrong signature is 401 and nothing is applied.
-//! Status updates are applied durably before the 200: Meta retries anything else, so
-//! duplicates are normal and applying them is a no-op.
+//! `POST /webhooks/meta/` takes bodies up to [`BODY_LIMIT`] (413 beyond), checks
+//! `X-Hub-Signature-256` over the raw bytes, in constant time, before anything is parsed; a
+//! missing or wrong signature is 401 and nothing is applied. The notification is parsed
+//! leniently and everything it changes (statuses, templates, numbers, inbound contacts; see
+//! `engine::ingest`) is made durable in one write before the 200: Meta retries anything else
+//! for days, so duplicates are normal and applying them again is a no-op. A database failure
+//! answers 5xx, so Meta retries.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,9 +17,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use crate::meta::webhook::{self, Event};
+use crate::engine::ingest::WebhookChanges;
+use crate::meta::webhook;
 use crate::startup::AppState;
-use crate::storage::sends::StatusUpdate;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
@@ -71,46 +74,58 @@ pub fn signature_valid(secret: &[u8], body: &[u8], signature: &str) -> bool {
     mac.verify_slice(&given).is_ok()
 }
 
-/// `POST /webhooks/meta/`.
+/// The largest notification body accepted (413 beyond). Meta sends at most 3 MB (1 000
+/// updates) per POST; the rest is headroom. Set on this route only, whatever the API's limit.
+pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// `POST /webhooks/meta/`: answers 200 once everything the notification changes is durable.
 pub async fn receive(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let counters = state.engine.ingest_counters();
     let Some(secret) = state.config.app_secret.as_ref() else {
         tracing::warn!(
             "A webhook arrived but no app secret is configured (MINDO_APP_SECRET); refused."
         );
+        counters.refused_signature();
         return Err(unsigned());
     };
-    let signature = req
+    let signed = req
         .headers()
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(unsigned)?;
-    if !signature_valid(secret.expose_secret().as_bytes(), &body, signature) {
+        .is_some_and(|signature| {
+            signature_valid(secret.expose_secret().as_bytes(), &body, signature)
+        });
+    if !signed {
+        counters.refused_signature();
+        tracing::warn!("A webhook with a missing or wrong signature was refused.");
         return Err(unsigned());
     }
-    let notification = web::block(move || webhook::parse(&body))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| ApiError::validation(format!("not a webhook notification: {e}")))?;
     let now = state.clock.now_ms();
-    let updates: Vec<StatusUpdate> = notification
-        .events
-        .iter()
-        .filter_map(|event| match event {
-            Event::Status(s) => status_update(s, now),
-            _ => None,
-        })
-        .collect();
-    if !updates.is_empty() {
-        let applied = state.engine.apply_statuses(updates).await?;
+    let changes = web::block(move || {
+        webhook::parse(&body).map(|n| (n.skipped, WebhookChanges::from_notification(&n, now)))
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+    .map_err(|e| ApiError::validation(format!("not a webhook notification: {e}")))?;
+    let (skipped, changes) = changes;
+    if skipped > 0 {
+        counters.skipped(skipped);
+        tracing::debug!(skipped, "Unusable items of a webhook were dropped.");
+    }
+    if !changes.is_empty() {
+        let outcome = state.engine.apply_webhook(changes).await?;
         tracing::debug!(
-            applied = applied.applied,
-            duplicates = applied.duplicates,
-            unknown = applied.unknown,
-            "Applied webhook status updates."
+            applied = outcome.statuses.applied,
+            duplicates = outcome.statuses.duplicates,
+            unknown = outcome.statuses.unknown,
+            sends_changed = outcome.sends.len(),
+            numbers_changed = outcome.numbers.len(),
+            inbound = outcome.inbound,
+            "Applied a webhook notification."
         );
     }
     Ok(HttpResponse::Ok().finish())
@@ -122,27 +137,6 @@ fn unsigned() -> ApiError {
         "invalid_signature",
         "the X-Hub-Signature-256 header is missing or does not match the body",
     )
-}
-
-/// A parsed status as the storage applies it; `None` for statuses that change nothing
-/// (`played`, unknown values).
-fn status_update(s: &webhook::StatusUpdate, now: i64) -> Option<StatusUpdate> {
-    let status = s.status.to_webhook_status()?;
-    let message_id = s
-        .biz_opaque_callback_data
-        .as_deref()
-        .and_then(|data| data.rsplit_once('/'))
-        .and_then(|(_, id)| id.parse().ok());
-    Some(StatusUpdate {
-        message_id,
-        wamid: s.wamid.clone(),
-        status,
-        at_ms: s.timestamp.and_then(|t| t.checked_mul(1000)).unwrap_or(now),
-        error: s.errors.first().map(|e| {
-            let meta = e.to_meta_error();
-            (meta.code, meta.to_string())
-        }),
-    })
 }
 
 impl ApiError {

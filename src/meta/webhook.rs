@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::domain::message::WebhookStatus;
-use crate::domain::tier::Tier;
+use crate::domain::tier::{ThroughputLevel, Tier};
 use crate::meta::error::{lenient_i64, lenient_string, MetaError, ASYNC_HTTP_STATUS, NO_META_CODE};
 
 /// Why a webhook body could not be read at all.
@@ -226,6 +226,28 @@ impl TemplateEvent {
             | TemplateEvent::Locked
             | TemplateEvent::Unarchived
             | TemplateEvent::Other(_) => TemplateEffect::Informational,
+        }
+    }
+
+    /// The template status to store after this event (Meta's status names), or `None` when the
+    /// event leaves the status as it was (a flag, a lock, an unknown event: the next sync reads
+    /// the exact status).
+    pub fn stored_status(&self) -> Option<&'static str> {
+        match self {
+            TemplateEvent::Approved | TemplateEvent::Reinstated => Some("APPROVED"),
+            TemplateEvent::Rejected => Some("REJECTED"),
+            TemplateEvent::Pending => Some("PENDING"),
+            TemplateEvent::Paused => Some("PAUSED"),
+            TemplateEvent::Disabled => Some("DISABLED"),
+            TemplateEvent::InAppeal => Some("IN_APPEAL"),
+            TemplateEvent::LimitExceeded => Some("LIMIT_EXCEEDED"),
+            TemplateEvent::Archived => Some("ARCHIVED"),
+            TemplateEvent::Deleted => Some("DELETED"),
+            TemplateEvent::PendingDeletion => Some("PENDING_DELETION"),
+            TemplateEvent::Flagged
+            | TemplateEvent::Locked
+            | TemplateEvent::Unarchived
+            | TemplateEvent::Other(_) => None,
         }
     }
 }
@@ -442,6 +464,27 @@ impl PhoneQualityUpdate {
     }
 }
 
+impl PhoneQualityUpdate {
+    /// The throughput level this update announces: `HIGH` (1 000 mps) on `THROUGHPUT_UPGRADE`.
+    /// Meta announces no downgrade.
+    pub fn throughput(&self) -> Option<ThroughputLevel> {
+        match self.event {
+            Some(PhoneQualityEvent::ThroughputUpgrade) => Some(ThroughputLevel::High),
+            _ => None,
+        }
+    }
+
+    /// The quality rating implied by a legacy `FLAGGED` (`RED`) or `UNFLAGGED` (at least
+    /// `YELLOW`; the exact rating comes with the next sync) event.
+    pub fn quality_rating(&self) -> Option<&'static str> {
+        match self.event {
+            Some(PhoneQualityEvent::Flagged) => Some("RED"),
+            Some(PhoneQualityEvent::Unflagged) => Some("YELLOW"),
+            _ => None,
+        }
+    }
+}
+
 /// A business capability update: the portfolio's messaging limit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapabilityUpdate {
@@ -484,6 +527,94 @@ pub struct AccountUpdate {
     pub restriction_info: Option<Value>,
     /// `violation_info`, raw.
     pub violation_info: Option<Value>,
+}
+
+/// What an [`AccountUpdate`] means for sending from the account's numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountEffect {
+    /// The account (or one number) can no longer send business-initiated messages: pause its
+    /// numbers with this reason.
+    Pause { reason: String },
+    /// A ban was lifted: resume the numbers an earlier account update paused.
+    Resume,
+    /// Nothing to do for sending (a recorded violation, a partner change, a ban scheduled for
+    /// later, an unknown event).
+    Informational,
+}
+
+/// The prefix of every number `pause_reason` set because of an `account_update`, so that a
+/// reinstatement resumes those and never a number the operator paused.
+pub const ACCOUNT_PAUSE_PREFIX: &str = "account_update:";
+
+impl AccountUpdate {
+    /// The effect on sending:
+    /// - `DISABLED_UPDATE`: `ban_info.waba_ban_state` `DISABLE` (or no readable state) pauses,
+    ///   `REINSTATE` resumes, `SCHEDULE_FOR_DISABLE` is informational (sending still works
+    ///   until the date; it is logged);
+    /// - `ACCOUNT_RESTRICTION` pauses unless `restriction_info` lists only restrictions that do
+    ///   not concern business-initiated messages (e.g. `RESTRICTED_ADD_PHONE_NUMBER_ACTION`);
+    /// - `ACCOUNT_DELETED` and `ACCOUNT_OFFBOARDED` pause;
+    /// - anything else is informational.
+    pub fn effect(&self) -> AccountEffect {
+        let Some(event) = &self.event else {
+            return AccountEffect::Informational;
+        };
+        let pause = |detail: String| AccountEffect::Pause {
+            reason: format!("{ACCOUNT_PAUSE_PREFIX} {event}{detail}"),
+        };
+        match event {
+            AccountEvent::DisabledUpdate => {
+                let state = self
+                    .ban_info
+                    .as_ref()
+                    .and_then(|b| b.get("waba_ban_state"))
+                    .and_then(Value::as_str)
+                    .map(|s| s.trim().to_ascii_uppercase());
+                match state.as_deref() {
+                    Some("REINSTATE") => AccountEffect::Resume,
+                    Some("SCHEDULE_FOR_DISABLE") => AccountEffect::Informational,
+                    Some(state) => pause(format!(" ({state})")),
+                    None => pause(String::new()),
+                }
+            }
+            AccountEvent::AccountRestriction => {
+                let types: Option<Vec<String>> = self
+                    .restriction_info
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|i| i.get("restriction_type").and_then(Value::as_str))
+                            .map(|t| t.trim().to_ascii_uppercase())
+                            .collect()
+                    });
+                match types {
+                    Some(types) if !types.is_empty() => {
+                        let harmless = |t: &String| {
+                            matches!(
+                                t.as_str(),
+                                "RESTRICTED_ADD_PHONE_NUMBER_ACTION"
+                                    | "RESTRICTED_CUSTOMER_INITIATED_MESSAGING"
+                            )
+                        };
+                        if types.iter().all(harmless) {
+                            AccountEffect::Informational
+                        } else {
+                            pause(format!(" ({})", types.join(", ")))
+                        }
+                    }
+                    _ => pause(String::new()),
+                }
+            }
+            AccountEvent::AccountDeleted | AccountEvent::AccountOffboarded => pause(String::new()),
+            AccountEvent::AccountViolation
+            | AccountEvent::PartnerAdded
+            | AccountEvent::PartnerRemoved
+            | AccountEvent::VerifiedAccount
+            | AccountEvent::Other(_) => AccountEffect::Informational,
+        }
+    }
 }
 
 /// Parses a webhook body (see the module doc for what is lenient and what is an error).
@@ -1052,6 +1183,96 @@ mod tests {
             panic!("expected an account update");
         };
         assert_eq!(a.event, Some(AccountEvent::Other("MYSTERY".into())));
+    }
+
+    #[test]
+    fn account_update_effects() {
+        let effect =
+            |value: Value| match parse_json(envelope("account_update", value)).events.first() {
+                Some(Event::Account(a)) => a.effect(),
+                other => panic!("expected an account update, got {other:?}"),
+            };
+        assert_eq!(
+            effect(json!({"event": "DISABLED_UPDATE",
+                          "ban_info": {"waba_ban_state": "DISABLE", "waba_ban_date": "2025-11-16"}})),
+            AccountEffect::Pause {
+                reason: "account_update: DISABLED_UPDATE (DISABLE)".into()
+            }
+        );
+        assert_eq!(
+            effect(
+                json!({"event": "DISABLED_UPDATE", "ban_info": {"waba_ban_state": "reinstate"}})
+            ),
+            AccountEffect::Resume
+        );
+        assert_eq!(
+            effect(json!({"event": "DISABLED_UPDATE",
+                          "ban_info": {"waba_ban_state": "SCHEDULE_FOR_DISABLE"}})),
+            AccountEffect::Informational
+        );
+        assert!(matches!(
+            effect(json!({"event": "DISABLED_UPDATE"})),
+            AccountEffect::Pause { .. }
+        ));
+        assert_eq!(
+            effect(json!({"event": "ACCOUNT_RESTRICTION", "restriction_info": [
+                {"restriction_type": "RESTRICTED_BIZ_INITIATED_MESSAGING", "expiration": 1731705721}]})),
+            AccountEffect::Pause {
+                reason: "account_update: ACCOUNT_RESTRICTION (RESTRICTED_BIZ_INITIATED_MESSAGING)"
+                    .into()
+            }
+        );
+        assert_eq!(
+            effect(json!({"event": "ACCOUNT_RESTRICTION", "restriction_info": [
+                {"restriction_type": "RESTRICTED_ADD_PHONE_NUMBER_ACTION"}]})),
+            AccountEffect::Informational
+        );
+        assert!(matches!(
+            effect(json!({"event": "ACCOUNT_RESTRICTION"})),
+            AccountEffect::Pause { .. }
+        ));
+        assert!(matches!(
+            effect(json!({"event": "ACCOUNT_OFFBOARDED"})),
+            AccountEffect::Pause { .. }
+        ));
+        for informational in ["ACCOUNT_VIOLATION", "PARTNER_ADDED", "SOMETHING_NEW"] {
+            assert_eq!(
+                effect(json!({"event": informational})),
+                AccountEffect::Informational,
+                "{informational}"
+            );
+        }
+        assert_eq!(effect(json!({})), AccountEffect::Informational);
+    }
+
+    #[test]
+    fn template_events_and_stored_statuses() {
+        assert_eq!(TemplateEvent::Reinstated.stored_status(), Some("APPROVED"));
+        assert_eq!(TemplateEvent::Paused.stored_status(), Some("PAUSED"));
+        assert_eq!(TemplateEvent::Disabled.stored_status(), Some("DISABLED"));
+        assert_eq!(TemplateEvent::Flagged.stored_status(), None);
+        assert_eq!(TemplateEvent::from("NEW_THING").stored_status(), None);
+    }
+
+    #[test]
+    fn phone_quality_throughput_and_quality() {
+        let update = |event: &str| PhoneQualityUpdate {
+            waba_id: None,
+            time: None,
+            display_phone_number: None,
+            event: Some(PhoneQualityEvent::from(event)),
+            current_limit: None,
+            old_limit: None,
+            max_daily_conversations_per_business: None,
+        };
+        assert_eq!(
+            update("THROUGHPUT_UPGRADE").throughput(),
+            Some(ThroughputLevel::High)
+        );
+        assert_eq!(update("ONBOARDING").throughput(), None);
+        assert_eq!(update("FLAGGED").quality_rating(), Some("RED"));
+        assert_eq!(update("UNFLAGGED").quality_rating(), Some("YELLOW"));
+        assert_eq!(update("UPGRADE").quality_rating(), None);
     }
 
     #[test]

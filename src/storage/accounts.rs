@@ -1,11 +1,12 @@
 //! WhatsApp Business Accounts, their phone numbers and templates, as last synced from the
-//! Graph API; plus the operator overrides of a number's pacing.
+//! Graph API; the operator overrides of a number's pacing; and the template and number
+//! changes Meta's webhooks report between syncs.
 
 use diesel::prelude::*;
 
 use super::schema::{business_accounts, phone_numbers, quota_ledger, templates};
 use super::{write_transaction, DbConnection, StorageError};
-use crate::domain::tier::Tier;
+use crate::domain::tier::{ThroughputLevel, Tier};
 use crate::meta::client::{PhoneNumberInfo, TemplateInfo};
 use crate::with_backend;
 
@@ -474,4 +475,229 @@ pub fn set_number_override(
         }
         Ok(target.select(PhoneNumber::as_select()).first(conn)?)
     })
+}
+
+/// The templates a `message_template_status_update` names: the WABA's template with that name
+/// and language when the notification gives all three, else every template with Meta's id.
+pub fn templates_for_event(
+    conn: &mut DbConnection,
+    waba_id: Option<&str>,
+    meta_template_id: Option<&str>,
+    name: Option<&str>,
+    language: Option<&str>,
+) -> Result<Vec<Template>, StorageError> {
+    if let (Some(waba_id), Some(name), Some(language)) = (waba_id, name, language) {
+        let found: Option<Template> = templates::table
+            .inner_join(business_accounts::table)
+            .filter(business_accounts::waba_id.eq(waba_id))
+            .filter(templates::name.eq(name))
+            .filter(templates::language.eq(language))
+            .select(Template::as_select())
+            .first(conn)
+            .optional()?;
+        if let Some(template) = found {
+            return Ok(vec![template]);
+        }
+    }
+    match meta_template_id.filter(|id| !id.is_empty()) {
+        Some(id) => Ok(templates::table
+            .filter(templates::meta_template_id.eq(id))
+            .order(templates::id)
+            .select(Template::as_select())
+            .load(conn)?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Sets a template's status; returns whether it changed.
+pub fn set_template_status(
+    conn: &mut DbConnection,
+    template_id: i64,
+    status: &str,
+    now_ms: i64,
+) -> Result<bool, StorageError> {
+    let changed = diesel::update(
+        templates::table
+            .find(template_id)
+            .filter(templates::status.ne(status)),
+    )
+    .set((
+        templates::status.eq(status),
+        templates::updated_at.eq(now_ms),
+    ))
+    .execute(conn)?;
+    Ok(changed > 0)
+}
+
+/// Which numbers a webhook about numbers concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumberScope {
+    /// The WABA's number with this display number (`phone_number_quality_update` names numbers
+    /// only so); compared by digits, so `15550783881` matches `+1 555-078-3881`.
+    Display { waba_id: String, digits: String },
+    /// The WABA's numbers: the one with this display number when given and found, else all.
+    Waba {
+        waba_id: String,
+        digits: Option<String>,
+    },
+    /// Every number of every WABA of the portfolio this WABA belongs to (messaging limits are
+    /// per portfolio).
+    Portfolio { waba_id: String },
+}
+
+/// The digits of a phone number as displayed.
+fn digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// The numbers in `scope` (none when the WABA is not registered here).
+pub fn numbers_in_scope(
+    conn: &mut DbConnection,
+    scope: &NumberScope,
+) -> Result<Vec<PhoneNumber>, StorageError> {
+    let waba_numbers = |conn: &mut DbConnection, waba_id: &str| {
+        phone_numbers::table
+            .inner_join(business_accounts::table)
+            .filter(business_accounts::waba_id.eq(waba_id))
+            .order(phone_numbers::id)
+            .select(PhoneNumber::as_select())
+            .load::<PhoneNumber>(conn)
+    };
+    Ok(match scope {
+        NumberScope::Display { waba_id, digits: d } => waba_numbers(conn, waba_id)?
+            .into_iter()
+            .filter(|n| !d.is_empty() && digits(&n.display_phone_number) == *d)
+            .collect(),
+        NumberScope::Waba { waba_id, digits: d } => {
+            let all = waba_numbers(conn, waba_id)?;
+            let one: Vec<PhoneNumber> = match d {
+                Some(d) if !d.is_empty() => all
+                    .iter()
+                    .filter(|n| digits(&n.display_phone_number) == *d)
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if one.is_empty() {
+                all
+            } else {
+                one
+            }
+        }
+        NumberScope::Portfolio { waba_id } => {
+            let portfolio: Option<String> = business_accounts::table
+                .filter(business_accounts::waba_id.eq(waba_id))
+                .select(business_accounts::portfolio_id)
+                .first(conn)
+                .optional()?;
+            match portfolio {
+                Some(portfolio) => phone_numbers::table
+                    .inner_join(business_accounts::table)
+                    .filter(business_accounts::portfolio_id.eq(portfolio))
+                    .order(phone_numbers::id)
+                    .select(PhoneNumber::as_select())
+                    .load(conn)?,
+                None => Vec::new(),
+            }
+        }
+    })
+}
+
+/// A pause or resume of a number because of a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumberPause {
+    /// Pause it with this reason (a number already paused keeps its reason).
+    Pause(String),
+    /// Resume it if its `pause_reason` starts with this prefix (so a number the operator or
+    /// another mechanism paused stays paused).
+    ResumeIfReasonStartsWith(&'static str),
+}
+
+/// What a webhook reports about a number; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NumberReport {
+    pub tier: Option<Tier>,
+    pub throughput: Option<ThroughputLevel>,
+    pub quality_rating: Option<String>,
+    pub pause: Option<NumberPause>,
+}
+
+impl NumberReport {
+    /// Whether it reports nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == NumberReport::default()
+    }
+}
+
+/// Applies a report to a number; returns whether anything changed. The operator's override
+/// (`override_mps`) stays: it caps or lifts whatever level Meta reports.
+pub fn apply_number_report(
+    conn: &mut DbConnection,
+    number: &PhoneNumber,
+    report: &NumberReport,
+    now_ms: i64,
+) -> Result<bool, StorageError> {
+    let target = phone_numbers::table.find(number.id);
+    let mut changed = false;
+    if let Some(tier) = report.tier {
+        if number.messaging_limit_tier != tier.as_meta_str() {
+            diesel::update(target)
+                .set(phone_numbers::messaging_limit_tier.eq(tier.as_meta_str()))
+                .execute(conn)?;
+            changed = true;
+        }
+    }
+    if let Some(level) = report.throughput {
+        let mps = i32::try_from(level.mps()).unwrap_or(i32::MAX);
+        if number.throughput_level != level.as_str() || number.throughput_mps != mps {
+            diesel::update(target)
+                .set((
+                    phone_numbers::throughput_level.eq(level.as_str()),
+                    phone_numbers::throughput_mps.eq(mps),
+                ))
+                .execute(conn)?;
+            changed = true;
+        }
+    }
+    if let Some(quality) = &report.quality_rating {
+        if number.quality_rating != *quality {
+            diesel::update(target)
+                .set(phone_numbers::quality_rating.eq(quality))
+                .execute(conn)?;
+            changed = true;
+        }
+    }
+    match &report.pause {
+        Some(NumberPause::Pause(reason)) if !number.paused => {
+            diesel::update(target)
+                .set((
+                    phone_numbers::paused.eq(true),
+                    phone_numbers::pause_reason.eq(reason),
+                ))
+                .execute(conn)?;
+            changed = true;
+        }
+        Some(NumberPause::ResumeIfReasonStartsWith(prefix))
+            if number.paused
+                && number
+                    .pause_reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(prefix)) =>
+        {
+            diesel::update(target)
+                .set((
+                    phone_numbers::paused.eq(false),
+                    phone_numbers::pause_reason.eq(None::<String>),
+                ))
+                .execute(conn)?;
+            changed = true;
+        }
+        _ => {}
+    }
+    if changed {
+        diesel::update(target)
+            .set(phone_numbers::updated_at.eq(now_ms))
+            .execute(conn)?;
+    }
+    Ok(changed)
 }

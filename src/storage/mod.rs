@@ -6,7 +6,9 @@
 //! - `tenants`: tenants and their API keys.
 //! - `sends`: bulk sends and messages: creation, reads, every state change.
 //! - `idempotency`: `Idempotency-Key` claims and stored answers.
-//! - `accounts`: WABAs, phone numbers, templates; operator overrides; quota usage.
+//! - `accounts`: WABAs, phone numbers, templates; operator overrides; quota usage; the
+//!   template and number changes Meta's webhooks report.
+//! - `inbound`: when each user last wrote to each number (the customer-service window).
 //!
 //! Diesel is blocking. Async code reaches the database through [`Db::run`] and
 //! [`Db::write`], which move the work onto the blocking thread pool.
@@ -14,6 +16,7 @@
 pub mod accounts;
 pub mod conn;
 pub mod idempotency;
+pub mod inbound;
 pub mod migrations;
 pub mod schema;
 pub mod sends;

@@ -142,6 +142,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    inbound_contacts (phone_number_id, wa_id) {
+        phone_number_id -> Text,
+        wa_id -> Text,
+        last_inbound_at -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(business_accounts -> tenants (tenant_id));
 diesel::joinable!(phone_numbers -> business_accounts (business_account_id));
@@ -163,4 +171,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     quota_ledger,
     idempotency_keys,
+    inbound_contacts,
 );

@@ -764,7 +764,7 @@ pub fn record_outcomes(
 }
 
 /// A status update from a Meta webhook, resolved to our message where possible.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusUpdate {
     /// Our message id from `biz_opaque_callback_data`, when present.
     pub message_id: Option<i64>,
@@ -1047,4 +1047,60 @@ pub fn set_paused(
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Sends on a template that are not finished: something still pending, not cancelled, not
+/// stopped by a fatal error.
+pub fn unfinished_sends_on_template(
+    conn: &mut DbConnection,
+    template_id: i64,
+) -> Result<Vec<BulkSendRow>, StorageError> {
+    Ok(bulk_sends::table
+        .filter(bulk_sends::template_id.eq(template_id))
+        .filter(bulk_sends::pending_count.gt(0))
+        .filter(bulk_sends::failure_reason.is_null())
+        .filter(bulk_sends::status.ne(BulkStatus::Cancelled.as_str()))
+        .order(bulk_sends::created_at)
+        .select(BulkSendRow::as_select())
+        .load(conn)?)
+}
+
+/// Pauses a send with `reason` unless it is already paused (a client's pause keeps its
+/// reason, so a later "template approved" does not resume it). Returns whether it changed.
+pub fn pause_unless_paused(
+    conn: &mut DbConnection,
+    send_id: &str,
+    reason: &str,
+) -> Result<bool, StorageError> {
+    let changed = diesel::update(
+        bulk_sends::table
+            .find(send_id)
+            .filter(bulk_sends::paused.eq(false)),
+    )
+    .set((
+        bulk_sends::paused.eq(true),
+        bulk_sends::pause_reason.eq(reason),
+    ))
+    .execute(conn)?;
+    Ok(changed > 0)
+}
+
+/// Resumes a send if it is paused with exactly `reason`. Returns whether it changed.
+pub fn resume_if_paused_with(
+    conn: &mut DbConnection,
+    send_id: &str,
+    reason: &str,
+) -> Result<bool, StorageError> {
+    let changed = diesel::update(
+        bulk_sends::table
+            .find(send_id)
+            .filter(bulk_sends::paused.eq(true))
+            .filter(bulk_sends::pause_reason.eq(reason)),
+    )
+    .set((
+        bulk_sends::paused.eq(false),
+        bulk_sends::pause_reason.eq(None::<String>),
+    ))
+    .execute(conn)?;
+    Ok(changed > 0)
 }

@@ -16,3 +16,4 @@ mod sandbox;
 mod send_bulk;
 mod simulator;
 mod systemd;
+mod webhooks;

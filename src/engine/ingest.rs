@@ -1,0 +1,570 @@
+//! Webhook ingestion: what one Meta notification changes, and making all of it durable in one
+//! write.
+//!
+//! [`WebhookChanges::from_notification`] turns the parsed events into changes (no I/O). [`apply`]
+//! makes every change of a notification inside one job of the writer's group commit, so the
+//! HTTP layer answers 200 only once all of it is durable, and a retried or duplicated
+//! notification changes nothing the second time:
+//! - **statuses**: applied monotonically per message
+//!   ([`apply_status_updates`](crate::storage::sends::apply_status_updates)); updates naming no
+//!   message of ours are counted and dropped;
+//! - **template status** (`message_template_status_update`): the template row takes the new
+//!   status; by [`TemplateEffect`]: *pause* pauses every unfinished send on the template with a
+//!   `pause_reason` starting with [`TEMPLATE_PAUSE_PREFIX`] (a send already paused keeps its
+//!   reason), *stop* stops them (`FAILED`, pending messages failed, reason recorded), *resume*
+//!   resumes only the sends paused with that prefix, so a send the client paused stays paused;
+//! - **number quality and capability** (`phone_number_quality_update`,
+//!   `business_capability_update`): tier, throughput level and quality of the numbers concerned
+//!   (capability updates are portfolio-wide);
+//! - **account updates**: a ban or restriction pauses the WABA's numbers, a reinstatement
+//!   resumes the ones it paused;
+//! - **inbound messages**: the last time each user wrote to each number.
+//!
+//! The returned [`IngestOutcome`] names the sends and numbers that changed, so the supervisor
+//! can make their live actors and limiters follow at once (before the 200).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::meta::webhook::{
+    self, AccountEffect, Event, Notification, TemplateEffect, ACCOUNT_PAUSE_PREFIX,
+};
+use crate::storage::accounts::{self, NumberPause, NumberReport, NumberScope};
+use crate::storage::inbound::{self, InboundContact};
+use crate::storage::sends::{self, AppliedUpdates, StatusUpdate};
+use crate::storage::{DbConnection, StorageError};
+
+/// The prefix of every send `pause_reason` set because the template cannot be sent for now
+/// (a `PAUSED` webhook, or Meta's 132015 on a send), so that the template's approval resumes
+/// exactly those sends.
+pub const TEMPLATE_PAUSE_PREFIX: &str = "template_paused:";
+
+/// Everything one notification changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WebhookChanges {
+    pub statuses: Vec<StatusUpdate>,
+    pub templates: Vec<TemplateChange>,
+    pub numbers: Vec<NumberChange>,
+    pub inbound: Vec<InboundContact>,
+}
+
+/// A template's new status and what it means for the sends using it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateChange {
+    /// `entry[].id`.
+    pub waba_id: Option<String>,
+    /// Meta's template id.
+    pub meta_template_id: Option<String>,
+    pub name: Option<String>,
+    pub language: Option<String>,
+    /// The status to store, when the event sets one.
+    pub status: Option<&'static str>,
+    pub effect: TemplateEffect,
+    /// The `pause_reason` (pause) or failure reason (stop) given to the sends.
+    pub reason: String,
+}
+
+/// A change to some numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberChange {
+    pub scope: NumberScope,
+    pub report: NumberReport,
+}
+
+/// What happened to a send, for its live actor to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendEffect {
+    Pause,
+    Resume,
+    Stop,
+}
+
+/// What applying a notification did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub statuses: AppliedUpdates,
+    /// Sends paused, resumed or stopped.
+    pub sends: Vec<(String, SendEffect)>,
+    /// Numbers (row ids) whose tier, throughput, quality or pause changed.
+    pub numbers: Vec<i64>,
+    /// Template and number changes naming nothing registered here.
+    pub unmatched: usize,
+    /// Inbound contacts created or moved forward.
+    pub inbound: usize,
+}
+
+impl WebhookChanges {
+    /// The changes a parsed notification asks for. `now_ms` stands in for missing timestamps.
+    /// Events that change nothing here (user preferences, loose errors, unknown fields,
+    /// informational account or template events) are left out (and logged).
+    pub fn from_notification(notification: &Notification, now_ms: i64) -> WebhookChanges {
+        let mut out = WebhookChanges::default();
+        for event in &notification.events {
+            match event {
+                Event::Status(s) => out.statuses.extend(status_update(s, now_ms)),
+                Event::Inbound(m) => match &m.phone_number_id {
+                    Some(phone_number_id) => out.inbound.push(InboundContact {
+                        phone_number_id: phone_number_id.clone(),
+                        wa_id: m.from.clone(),
+                        at_ms: seconds_to_ms(m.timestamp).unwrap_or(now_ms),
+                    }),
+                    None => tracing::debug!(
+                        "An inbound message without metadata.phone_number_id is ignored."
+                    ),
+                },
+                Event::TemplateStatus(t) => out.templates.push(template_change(t)),
+                Event::PhoneQuality(p) => {
+                    let report = NumberReport {
+                        tier: p.limit(),
+                        throughput: p.throughput(),
+                        quality_rating: p.quality_rating().map(str::to_owned),
+                        pause: None,
+                    };
+                    match (&p.waba_id, &p.display_phone_number) {
+                        (Some(waba_id), Some(display)) if !report.is_empty() => {
+                            out.numbers.push(NumberChange {
+                                scope: NumberScope::Display {
+                                    waba_id: waba_id.clone(),
+                                    digits: digits(display),
+                                },
+                                report,
+                            })
+                        }
+                        _ => tracing::debug!(event = ?p.event,
+                            "A phone number quality update changes nothing here."),
+                    }
+                }
+                Event::Capability(c) => match (&c.waba_id, c.limit()) {
+                    (Some(waba_id), Some(tier)) => out.numbers.push(NumberChange {
+                        scope: NumberScope::Portfolio {
+                            waba_id: waba_id.clone(),
+                        },
+                        report: NumberReport {
+                            tier: Some(tier),
+                            ..NumberReport::default()
+                        },
+                    }),
+                    _ => tracing::debug!("A capability update without a usable limit is ignored."),
+                },
+                Event::Account(a) => {
+                    let pause = match a.effect() {
+                        AccountEffect::Pause { reason } => NumberPause::Pause(reason),
+                        AccountEffect::Resume => {
+                            NumberPause::ResumeIfReasonStartsWith(ACCOUNT_PAUSE_PREFIX)
+                        }
+                        AccountEffect::Informational => {
+                            tracing::info!(waba_id = ?a.waba_id, event = ?a.event.as_ref().map(|e| e.as_str()),
+                                "An account update that does not stop sending.");
+                            continue;
+                        }
+                    };
+                    let Some(waba_id) = &a.waba_id else {
+                        tracing::warn!("An account update without a WABA id is ignored.");
+                        continue;
+                    };
+                    out.numbers.push(NumberChange {
+                        scope: NumberScope::Waba {
+                            waba_id: waba_id.clone(),
+                            digits: a.phone_number.as_deref().map(digits),
+                        },
+                        report: NumberReport {
+                            pause: Some(pause),
+                            ..NumberReport::default()
+                        },
+                    });
+                }
+                Event::Errors(e) => tracing::warn!(waba_id = ?e.waba_id,
+                    phone_number_id = ?e.phone_number_id,
+                    codes = ?e.errors.iter().map(|e| e.code).collect::<Vec<_>>(),
+                    "Meta reported errors not tied to a message."),
+                Event::UserPreference(_) | Event::Unknown { .. } => {}
+            }
+        }
+        out
+    }
+
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.statuses.is_empty()
+            && self.templates.is_empty()
+            && self.numbers.is_empty()
+            && self.inbound.is_empty()
+    }
+}
+
+fn seconds_to_ms(seconds: Option<i64>) -> Option<i64> {
+    seconds.and_then(|t| t.checked_mul(1000))
+}
+
+fn digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// A parsed status as the storage applies it; `None` for statuses that change nothing
+/// (`played`, unknown values). Our message id comes from `biz_opaque_callback_data`
+/// (`{bulk_send_id}/{message_id}`).
+fn status_update(s: &webhook::StatusUpdate, now_ms: i64) -> Option<StatusUpdate> {
+    let status = s.status.to_webhook_status()?;
+    let message_id = s
+        .biz_opaque_callback_data
+        .as_deref()
+        .and_then(|data| data.rsplit_once('/'))
+        .and_then(|(_, id)| id.parse().ok());
+    Some(StatusUpdate {
+        message_id,
+        wamid: s.wamid.clone(),
+        status,
+        at_ms: seconds_to_ms(s.timestamp).unwrap_or(now_ms),
+        error: s.errors.first().map(|e| {
+            let meta = e.to_meta_error();
+            (meta.code, meta.to_string())
+        }),
+    })
+}
+
+fn template_change(t: &webhook::TemplateStatusUpdate) -> TemplateChange {
+    let effect = t.event.effect();
+    let what = match (&t.name, &t.language, &t.message_template_id) {
+        (Some(name), Some(language), _) => format!("template {name} ({language})"),
+        (Some(name), None, _) => format!("template {name}"),
+        (None, _, Some(id)) => format!("template {id}"),
+        (None, _, None) => "the template".to_owned(),
+    };
+    let detail = match (&t.other_info_title, &t.reason) {
+        (Some(title), _) => format!(" ({title})"),
+        (None, Some(reason)) if !reason.eq_ignore_ascii_case("NONE") => format!(" ({reason})"),
+        _ => String::new(),
+    };
+    let event = t.event.as_str();
+    let reason = match effect {
+        TemplateEffect::Pause => {
+            format!("{TEMPLATE_PAUSE_PREFIX} Meta reported {event} for {what}{detail}")
+        }
+        _ => format!(
+            "template_{}: Meta reported {event} for {what}{detail}",
+            event.to_ascii_lowercase()
+        ),
+    };
+    TemplateChange {
+        waba_id: t.waba_id.clone(),
+        meta_template_id: t.message_template_id.clone(),
+        name: t.name.clone(),
+        language: t.language.clone(),
+        status: t.event.stored_status(),
+        effect,
+        reason,
+    }
+}
+
+/// Makes every change of a notification (call inside one write transaction).
+pub fn apply(
+    conn: &mut DbConnection,
+    changes: &WebhookChanges,
+    now_ms: i64,
+) -> Result<IngestOutcome, StorageError> {
+    let mut outcome = IngestOutcome::default();
+    if !changes.statuses.is_empty() {
+        outcome.statuses = sends::apply_status_updates(conn, &changes.statuses, now_ms)?;
+    }
+    for change in &changes.templates {
+        apply_template_change(conn, change, now_ms, &mut outcome)?;
+    }
+    for change in &changes.numbers {
+        let numbers = accounts::numbers_in_scope(conn, &change.scope)?;
+        if numbers.is_empty() {
+            tracing::info!(scope = ?change.scope, "A number update names no number registered here.");
+            outcome.unmatched += 1;
+            continue;
+        }
+        for number in &numbers {
+            if accounts::apply_number_report(conn, number, &change.report, now_ms)? {
+                tracing::info!(phone_number_id = %number.phone_number_id, report = ?change.report,
+                    "Meta changed a number.");
+                if !outcome.numbers.contains(&number.id) {
+                    outcome.numbers.push(number.id);
+                }
+            }
+        }
+    }
+    if !changes.inbound.is_empty() {
+        outcome.inbound = inbound::record_inbound(conn, &changes.inbound)?;
+    }
+    Ok(outcome)
+}
+
+fn apply_template_change(
+    conn: &mut DbConnection,
+    change: &TemplateChange,
+    now_ms: i64,
+    outcome: &mut IngestOutcome,
+) -> Result<(), StorageError> {
+    let templates = accounts::templates_for_event(
+        conn,
+        change.waba_id.as_deref(),
+        change.meta_template_id.as_deref(),
+        change.name.as_deref(),
+        change.language.as_deref(),
+    )?;
+    if templates.is_empty() {
+        tracing::info!(name = ?change.name, language = ?change.language,
+            "A template status update names no template registered here.");
+        outcome.unmatched += 1;
+        return Ok(());
+    }
+    let effect = match change.effect {
+        TemplateEffect::Pause => Some(SendEffect::Pause),
+        TemplateEffect::Resume => Some(SendEffect::Resume),
+        TemplateEffect::Stop => Some(SendEffect::Stop),
+        TemplateEffect::Informational => None,
+    };
+    for template in templates {
+        if let Some(status) = change.status {
+            if accounts::set_template_status(conn, template.id, status, now_ms)? {
+                tracing::info!(template = %template.name, language = %template.language, %status,
+                    "Meta changed a template's status.");
+            }
+        }
+        let Some(effect) = effect else {
+            continue;
+        };
+        for send in sends::unfinished_sends_on_template(conn, template.id)? {
+            let changed = match effect {
+                SendEffect::Pause => sends::pause_unless_paused(conn, &send.id, &change.reason)?,
+                SendEffect::Resume => match send.pause_reason.as_deref() {
+                    Some(reason) if send.paused && reason.starts_with(TEMPLATE_PAUSE_PREFIX) => {
+                        sends::resume_if_paused_with(conn, &send.id, reason)?
+                    }
+                    _ => false,
+                },
+                SendEffect::Stop => {
+                    sends::stop_send(conn, &send.id, &change.reason, now_ms)?;
+                    true
+                }
+            };
+            if changed {
+                tracing::info!(bulk_send_id = %send.id, effect = ?effect, reason = %change.reason,
+                    "A template status update changed a bulk send.");
+                outcome.sends.push((send.id, effect));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Process-wide webhook counters (read by the metrics endpoint).
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    unknown_status_updates: AtomicU64,
+    unmatched_changes: AtomicU64,
+    skipped_items: AtomicU64,
+    refused_signatures: AtomicU64,
+}
+
+/// A snapshot of [`IngestCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Status updates naming no message of ours, dropped.
+    pub unknown_status_updates_total: u64,
+    /// Template and number updates naming nothing registered here.
+    pub unmatched_changes_total: u64,
+    /// Notification items too broken to use (see `meta::webhook`), dropped.
+    pub skipped_items_total: u64,
+    /// Notifications refused for a missing or wrong signature.
+    pub refused_signatures_total: u64,
+}
+
+impl IngestCounters {
+    /// Counts what applying a notification found unusable.
+    pub fn record(&self, outcome: &IngestOutcome) {
+        self.unknown_status_updates
+            .fetch_add(outcome.statuses.unknown as u64, Ordering::Relaxed);
+        self.unmatched_changes
+            .fetch_add(outcome.unmatched as u64, Ordering::Relaxed);
+    }
+
+    /// Counts items the parser dropped.
+    pub fn skipped(&self, items: usize) {
+        self.skipped_items
+            .fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a notification refused for its signature.
+    pub fn refused_signature(&self) {
+        self.refused_signatures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> IngestStats {
+        IngestStats {
+            unknown_status_updates_total: self.unknown_status_updates.load(Ordering::Relaxed),
+            unmatched_changes_total: self.unmatched_changes.load(Ordering::Relaxed),
+            skipped_items_total: self.skipped_items.load(Ordering::Relaxed),
+            refused_signatures_total: self.refused_signatures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::message::WebhookStatus;
+    use crate::domain::tier::{ThroughputLevel, Tier};
+    use serde_json::{json, Value};
+
+    fn changes(body: Value) -> WebhookChanges {
+        let n = webhook::parse(body.to_string().as_bytes()).unwrap();
+        WebhookChanges::from_notification(&n, 42_000)
+    }
+
+    fn envelope(field: &str, value: Value) -> Value {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "W1", "time": 1750030100,
+               "changes": [{"field": field, "value": value}]}]})
+    }
+
+    #[test]
+    fn statuses_carry_our_message_id_time_and_error() {
+        let c = changes(envelope(
+            "messages",
+            json!({"metadata": {"phone_number_id": "P1"}, "statuses": [
+                {"id": "wamid.A", "status": "read", "timestamp": "1750030073",
+                 "biz_opaque_callback_data": "send-1/17"},
+                {"id": "wamid.B", "status": "failed", "biz_opaque_callback_data": "garbage",
+                 "errors": [{"code": 131049, "title": "Not delivered"}]},
+                {"id": "wamid.C", "status": "played"}
+            ]}),
+        ));
+        assert_eq!(c.statuses.len(), 2);
+        assert_eq!(c.statuses[0].message_id, Some(17));
+        assert_eq!(c.statuses[0].status, WebhookStatus::Read);
+        assert_eq!(c.statuses[0].at_ms, 1_750_030_073_000);
+        assert_eq!(c.statuses[1].message_id, None);
+        assert_eq!(c.statuses[1].at_ms, 42_000, "no timestamp: now");
+        assert_eq!(c.statuses[1].error.as_ref().map(|e| e.0), Some(131049));
+    }
+
+    #[test]
+    fn template_events_become_changes_with_reasons() {
+        let c = changes(envelope(
+            "message_template_status_update",
+            json!({"event": "PAUSED", "message_template_id": 77, "message_template_name": "welcome",
+                   "message_template_language": "es", "reason": "NONE",
+                   "other_info": {"title": "FIRST_PAUSE", "description": "3 hours"}}),
+        ));
+        let t = &c.templates[0];
+        assert_eq!(t.effect, TemplateEffect::Pause);
+        assert_eq!(t.status, Some("PAUSED"));
+        assert_eq!(t.meta_template_id.as_deref(), Some("77"));
+        assert_eq!(
+            t.reason,
+            "template_paused: Meta reported PAUSED for template welcome (es) (FIRST_PAUSE)"
+        );
+        let c = changes(envelope(
+            "message_template_status_update",
+            json!({"event": "DISABLED", "message_template_id": "77"}),
+        ));
+        assert_eq!(c.templates[0].effect, TemplateEffect::Stop);
+        assert_eq!(
+            c.templates[0].reason,
+            "template_disabled: Meta reported DISABLED for template 77"
+        );
+    }
+
+    #[test]
+    fn number_events_become_scoped_reports() {
+        let c = changes(envelope(
+            "phone_number_quality_update",
+            json!({"display_phone_number": "1 202-555-0101", "event": "THROUGHPUT_UPGRADE",
+                   "max_daily_conversations_per_business": "TIER_2K"}),
+        ));
+        assert_eq!(
+            c.numbers,
+            vec![NumberChange {
+                scope: NumberScope::Display {
+                    waba_id: "W1".into(),
+                    digits: "12025550101".into()
+                },
+                report: NumberReport {
+                    tier: Some(Tier::T2000),
+                    throughput: Some(ThroughputLevel::High),
+                    ..NumberReport::default()
+                }
+            }]
+        );
+        let c = changes(envelope(
+            "business_capability_update",
+            json!({"max_daily_conversations_per_business": 10000}),
+        ));
+        assert_eq!(
+            c.numbers[0].scope,
+            NumberScope::Portfolio {
+                waba_id: "W1".into()
+            }
+        );
+        assert_eq!(c.numbers[0].report.tier, Some(Tier::T10000));
+        let c = changes(envelope(
+            "phone_number_quality_update",
+            json!({"display_phone_number": "12025550101", "event": "ONBOARDING"}),
+        ));
+        assert!(c.is_empty(), "nothing to change");
+    }
+
+    #[test]
+    fn account_bans_pause_and_reinstatements_resume() {
+        let c = changes(envelope(
+            "account_update",
+            json!({"phone_number": "+1 202 555 0101", "event": "DISABLED_UPDATE",
+                   "ban_info": {"waba_ban_state": "DISABLE"}}),
+        ));
+        assert_eq!(
+            c.numbers[0].scope,
+            NumberScope::Waba {
+                waba_id: "W1".into(),
+                digits: Some("12025550101".into())
+            }
+        );
+        assert!(matches!(
+            &c.numbers[0].report.pause,
+            Some(NumberPause::Pause(r)) if r.starts_with(ACCOUNT_PAUSE_PREFIX)
+        ));
+        let c = changes(envelope(
+            "account_update",
+            json!({"event": "DISABLED_UPDATE", "ban_info": {"waba_ban_state": "REINSTATE"}}),
+        ));
+        assert_eq!(
+            c.numbers[0].report.pause,
+            Some(NumberPause::ResumeIfReasonStartsWith(ACCOUNT_PAUSE_PREFIX))
+        );
+        let c = changes(envelope(
+            "account_update",
+            json!({"event": "ACCOUNT_VIOLATION"}),
+        ));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn inbound_messages_become_contacts() {
+        let c = changes(envelope(
+            "messages",
+            json!({"metadata": {"phone_number_id": "P1"},
+                   "contacts": [{"wa_id": "5491112345678", "profile": {"name": "Ana"}}],
+                   "messages": [{"from": "5491112345678", "id": "wamid.IN", "timestamp": "1750030000",
+                                 "type": "text", "text": {"body": "hola"}}]}),
+        ));
+        assert_eq!(
+            c.inbound,
+            vec![InboundContact {
+                phone_number_id: "P1".into(),
+                wa_id: "5491112345678".into(),
+                at_ms: 1_750_030_000_000
+            }]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_preferences_change_nothing() {
+        assert!(changes(envelope("template_category_update", json!({"x": 1}))).is_empty());
+        assert!(changes(envelope(
+            "user_preferences",
+            json!({"user_preferences": [{"wa_id": "1", "category": "marketing_messages", "value": "stop"}]})
+        ))
+        .is_empty());
+    }
+}
