@@ -4,6 +4,7 @@
 mod auth;
 mod bulk_sends;
 mod cli;
+mod client;
 mod engine;
 mod errors;
 mod health;
