@@ -1,5 +1,6 @@
-//! The command line: `mindo-bulk <command>` (serve, migrate, tenant, api-key, simulator). Every command prints JSON on stdout with
-//! `--json`, and fails with a one-line error on stderr and a non-zero exit status.
+//! The command line: `mindo-bulk <command>` (serve, migrate, tenant, api-key, waba, number,
+//! simulator, send, status). Every command prints JSON on stdout with `--json`, and fails with a
+//! one-line error on stderr and a non-zero exit status.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+use crate::client::{self, SendOptions, Target};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::{Config, LogFormat};
 use crate::simulator::{SimConfig, Simulator};
@@ -59,6 +61,81 @@ pub enum Command {
     Number(NumberCommand),
     /// Run the Meta simulator on its own (the sandbox world unless --config gives one).
     Simulator(SimulatorArgs),
+    /// Submit a CSV of recipients to a running daemon and follow the send with a progress bar
+    /// until it finishes (exit status 0 when COMPLETED, 2 when PARTIAL, FAILED or CANCELLED).
+    Send(SendArgs),
+    /// Show a bulk send's status; --watch follows it to the end like `send` does.
+    Status(StatusArgs),
+}
+
+/// Where the daemon is, for the client commands (`send`, `status`; they ignore --config).
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// The daemon's base URL.
+    #[arg(
+        long,
+        env = "MINDO_URL",
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL"
+    )]
+    pub url: String,
+    /// The tenant's API key (sent as X-API-Key).
+    #[arg(
+        long = "api-key",
+        env = "MINDO_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
+}
+
+impl DaemonArgs {
+    fn target(self) -> Target {
+        Target {
+            url: self.url,
+            api_key: self.api_key,
+        }
+    }
+}
+
+/// `mindo-bulk send`.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Meta's phone-number id of the sending number.
+    #[arg(long = "phone-number-id", value_name = "ID")]
+    pub phone_number_id: String,
+    /// The template's name.
+    #[arg(long, value_name = "NAME")]
+    pub template: String,
+    /// The template's language (Meta's locale: es, en, pt_BR, ...).
+    #[arg(long, default_value = "es")]
+    pub language: String,
+    /// The recipients: a header row with a `phone` column; other columns are template
+    /// variables, `button_0`, `button_1`, ... button variables. An empty cell leaves that
+    /// variable out (the daemon then reports it missing, with the line).
+    #[arg(long, value_name = "FILE")]
+    pub csv: PathBuf,
+    /// Print the daemon's 202 answer and return without following the send.
+    #[arg(long = "no-wait")]
+    pub no_wait: bool,
+    /// Idempotency-Key to submit with; by default the SHA-256 of the request, so running the
+    /// same command again within 24 h follows the first send instead of sending twice.
+    #[arg(long = "idempotency-key", value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// `mindo-bulk status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The bulk send's id (`bulk_send_id`).
+    pub id: String,
+    /// Follow the send with a progress bar until it finishes.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +247,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { sandbox } => serve(load()?, sandbox, cli.json),
         Command::Simulator(args) => simulator(cli.config.as_deref(), cli.json, args),
+        Command::Send(args) => client::send(
+            cli.json,
+            &args.daemon.target(),
+            &SendOptions {
+                phone_number_id: args.phone_number_id,
+                template: args.template,
+                language: args.language,
+                csv: args.csv,
+                no_wait: args.no_wait,
+                idempotency_key: args.idempotency_key,
+            },
+        ),
+        Command::Status(args) => {
+            client::status(cli.json, &args.daemon.target(), &args.id, args.watch)
+        }
         Command::Migrate => {
             let config = load()?;
             init_quiet_logging(&config);
@@ -504,6 +596,10 @@ fn print(json: bool, value: serde_json::Value, human: &str) {
         println!("{human}");
     }
 }
+
+/// The error of a command whose result is printed but whose outcome is a failure; `main` exits
+/// with its code.
+pub use crate::client::Unsuccessful;
 
 /// Whether `--json` was asked for, read before parsing fails (for the error's form).
 pub fn wants_json(args: &[String]) -> bool {

@@ -3,7 +3,10 @@
 //! or failed through Meta's webhooks.
 //!
 //! # Layout
-//! - [`cli`] — the `mindo-bulk` commands (serve, migrate, tenant, api-key, simulator).
+//! - [`cli`] — the `mindo-bulk` commands (serve, migrate, tenant, api-key, waba, number,
+//!   simulator, send, status).
+//! - [`client`] — `send` and `status`: CSV → send-bulk request, submission with an
+//!   Idempotency-Key and retries, a progress bar until the send finishes.
 //! - [`config`] — settings from defaults, a TOML file and `MINDO_*` variables.
 //! - [`telemetry`] — logging.
 //! - [`sandbox`] — `serve --sandbox`: the simulator in-process and a seeded demo tenant.
@@ -20,6 +23,7 @@
 //!   faults, counters) used by tests, `--sandbox` and benchmarks.
 
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod domain;

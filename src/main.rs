@@ -6,10 +6,13 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let cli = mindo_bulk::cli::Cli::parse_from(&args);
     if let Err(err) = mindo_bulk::cli::run(cli) {
-        if mindo_bulk::cli::wants_json(&args) {
+        // An unsuccessful outcome (a send that finished PARTIAL, ...) may have its result on
+        // stdout already, and has an exit status of its own.
+        let outcome = err.downcast_ref::<mindo_bulk::cli::Unsuccessful>();
+        if !outcome.is_some_and(|o| o.result_printed) && mindo_bulk::cli::wants_json(&args) {
             println!("{}", serde_json::json!({"error": format!("{err:#}")}));
         }
         eprintln!("error: {err:#}");
-        std::process::exit(1);
+        std::process::exit(outcome.map_or(1, |o| o.code));
     }
 }

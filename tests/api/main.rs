@@ -5,6 +5,7 @@ mod accounts;
 mod auth;
 mod bulk_sends;
 mod cli;
+mod client;
 mod engine;
 mod errors;
 mod health;
