@@ -547,17 +547,13 @@ pub fn mark_dispatching(
 ) -> Result<Vec<i64>, StorageError> {
     let mut marked = Vec::with_capacity(granted.len());
     for (id, recipient) in granted {
-        let moved = diesel::update(
-            messages::table
-                .filter(messages::id.eq(id))
-                .filter(messages::state.eq(MessageState::Pending.as_str())),
-        )
-        .set((
-            messages::state.eq(MessageState::Dispatching.as_str()),
-            messages::attempts.eq(messages::attempts + 1),
-            messages::dispatched_at.eq(now_ms),
-        ))
-        .execute(conn)?;
+        let moved = diesel::update(message_in_state(*id, MessageState::Pending.as_str()))
+            .set((
+                messages::state.eq(MessageState::Dispatching.as_str()),
+                messages::attempts.eq(messages::attempts + 1),
+                messages::dispatched_at.eq(now_ms),
+            ))
+            .execute(conn)?;
         if moved == 1 {
             marked.push(*id);
             record_quota(conn, portfolio_id, recipient, now_ms)?;
@@ -670,6 +666,14 @@ pub enum Outcome {
     Reset { next_attempt_at: i64 },
 }
 
+/// One message, if it is still in `state` (every engine update names the state it expects).
+#[diesel::dsl::auto_type]
+fn message_in_state(id: i64, state: &'static str) -> _ {
+    messages::table
+        .filter(messages::id.eq(id))
+        .filter(messages::state.eq(state))
+}
+
 /// Records the outcomes of dispatch attempts (messages in `dispatching`) and adjusts the
 /// send's counters; returns the send's status after.
 pub fn record_outcomes(
@@ -682,17 +686,13 @@ pub fn record_outcomes(
     for (id, outcome) in outcomes {
         let (moved, to) = match outcome {
             Outcome::Accepted { wamid } => (
-                diesel::update(
-                    messages::table
-                        .filter(messages::id.eq(*id))
-                        .filter(messages::state.eq(MessageState::Dispatching.as_str())),
-                )
-                .set((
-                    messages::state.eq(MessageState::Sent.as_str()),
-                    messages::wamid.eq(wamid),
-                    messages::sent_at.eq(now_ms),
-                ))
-                .execute(conn)?,
+                diesel::update(message_in_state(*id, MessageState::Dispatching.as_str()))
+                    .set((
+                        messages::state.eq(MessageState::Sent.as_str()),
+                        messages::wamid.eq(wamid),
+                        messages::sent_at.eq(now_ms),
+                    ))
+                    .execute(conn)?,
                 MessageState::Sent,
             ),
             Outcome::Retry {
@@ -700,59 +700,43 @@ pub fn record_outcomes(
                 error_code,
                 error_message,
             } => (
-                diesel::update(
-                    messages::table
-                        .filter(messages::id.eq(*id))
-                        .filter(messages::state.eq(MessageState::Dispatching.as_str())),
-                )
-                .set((
-                    messages::state.eq(MessageState::Pending.as_str()),
-                    messages::next_attempt_at.eq(next_attempt_at),
-                    messages::error_code.eq(error_code),
-                    messages::error_message.eq(error_message),
-                ))
-                .execute(conn)?,
+                diesel::update(message_in_state(*id, MessageState::Dispatching.as_str()))
+                    .set((
+                        messages::state.eq(MessageState::Pending.as_str()),
+                        messages::next_attempt_at.eq(next_attempt_at),
+                        messages::error_code.eq(error_code),
+                        messages::error_message.eq(error_message),
+                    ))
+                    .execute(conn)?,
                 MessageState::Pending,
             ),
             Outcome::Reset { next_attempt_at } => (
-                diesel::update(
-                    messages::table
-                        .filter(messages::id.eq(*id))
-                        .filter(messages::state.eq(MessageState::Dispatching.as_str())),
-                )
-                .set((
-                    messages::state.eq(MessageState::Pending.as_str()),
-                    messages::next_attempt_at.eq(next_attempt_at),
-                ))
-                .execute(conn)?,
+                diesel::update(message_in_state(*id, MessageState::Dispatching.as_str()))
+                    .set((
+                        messages::state.eq(MessageState::Pending.as_str()),
+                        messages::next_attempt_at.eq(next_attempt_at),
+                    ))
+                    .execute(conn)?,
                 MessageState::Pending,
             ),
             Outcome::Failed {
                 error_code,
                 error_message,
             } => (
-                diesel::update(
-                    messages::table
-                        .filter(messages::id.eq(*id))
-                        .filter(messages::state.eq(MessageState::Dispatching.as_str())),
-                )
-                .set((
-                    messages::state.eq(MessageState::Failed.as_str()),
-                    messages::failed_at.eq(now_ms),
-                    messages::error_code.eq(error_code),
-                    messages::error_message.eq(error_message),
-                ))
-                .execute(conn)?,
+                diesel::update(message_in_state(*id, MessageState::Dispatching.as_str()))
+                    .set((
+                        messages::state.eq(MessageState::Failed.as_str()),
+                        messages::failed_at.eq(now_ms),
+                        messages::error_code.eq(error_code),
+                        messages::error_message.eq(error_message),
+                    ))
+                    .execute(conn)?,
                 MessageState::Failed,
             ),
             Outcome::Cancelled => (
-                diesel::update(
-                    messages::table
-                        .filter(messages::id.eq(*id))
-                        .filter(messages::state.eq(MessageState::Dispatching.as_str())),
-                )
-                .set(messages::state.eq(MessageState::Cancelled.as_str()))
-                .execute(conn)?,
+                diesel::update(message_in_state(*id, MessageState::Dispatching.as_str()))
+                    .set(messages::state.eq(MessageState::Cancelled.as_str()))
+                    .execute(conn)?,
                 MessageState::Cancelled,
             ),
         };
@@ -901,9 +885,7 @@ impl WebhookTarget {
     /// implies delivered and sent, a `delivered` implies sent. Returns whether it moved.
     fn apply(&self, conn: &mut DbConnection, update: &StatusUpdate) -> Result<bool, StorageError> {
         let at = update.at_ms;
-        let target = messages::table
-            .filter(messages::id.eq(self.id))
-            .filter(messages::state.eq(self.from.as_str()));
+        let target = message_in_state(self.id, self.from.as_str());
         let state = messages::state.eq(self.to.as_str());
         let wamid = messages::wamid.eq(&self.wamid);
         let sent_at = messages::sent_at.eq(self.sent_at.unwrap_or(at));
