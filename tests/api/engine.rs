@@ -166,10 +166,11 @@ async fn cancel_stops_dispatching_and_counts_the_rest_as_cancelled() {
 #[actix_web::test]
 async fn the_throughput_cap_is_never_crossed() {
     // The operator caps the number at 10 mps (`number set`), which the limiter applies; Meta
-    // (the simulator) must never see more than 10 in a second. At this rate a stall of the
-    // test machine would have to last about a second to bunch messages up, so the check
-    // holds on a loaded CI box; the benchmark measures precision at 80 and 1 000 mps.
-    let meta = spawn_with_meta().await;
+    // (the simulator) must never see more than 10 in a second. The margin (what separates a
+    // grant from its arrival: commit, scheduling) is set wide here because CI machines run
+    // many tests at once; the pacing arithmetic is unit-tested in `domain::pacing`, and the
+    // benchmark measures the default margin's precision on a quiet machine.
+    let meta = spawn_with_meta_tweaked(|_| {}, |c| c.throughput_margin_ms = 200).await;
     let mut conn = meta.app.db.get().unwrap();
     mindo_bulk::storage::accounts::set_number_override(
         &mut conn,
