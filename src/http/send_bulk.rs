@@ -701,3 +701,30 @@ async fn quota_for(
         estimate,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_parsed_in_parallel_keep_their_order() {
+        let recipients: Vec<Value> = (0..5_001)
+            .map(|i| match i % 3 {
+                0 => json!({"phone": format!("+54911{:08}", 30_000_000 + i)}),
+                1 => json!({"phone": "not a phone"}),
+                _ => json!({"variables": {}}),
+            })
+            .collect();
+        let parsed = parse_phones(&recipients);
+        assert_eq!(parsed.len(), recipients.len());
+        for (i, result) in parsed.iter().enumerate() {
+            match i % 3 {
+                0 => assert_eq!(
+                    result.as_ref().unwrap().as_str(),
+                    format!("+54911{:08}", 30_000_000 + i)
+                ),
+                _ => assert!(result.is_err()),
+            }
+        }
+    }
+}
