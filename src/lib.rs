@@ -8,7 +8,7 @@
 //! - [`client`] — `send` and `status`: CSV → send-bulk request, submission with an
 //!   Idempotency-Key and retries, a progress bar until the send finishes.
 //! - [`config`] — settings from defaults, a TOML file and `MINDO_*` variables.
-//! - [`telemetry`] — logging.
+//! - [`telemetry`] — logging, and the Prometheus metrics registry (`/metrics`).
 //! - [`sandbox`] — `serve --sandbox`: the simulator in-process and a seeded demo tenant.
 //! - [`startup`] — `Application::build(config)` → a bound server; `run_until_stopped()`.
 //! - [`clock`] — time as an injectable dependency.
@@ -16,7 +16,8 @@
 //! - [`engine`] — the actors (supervisor, bulk sends, phone limiters), the DB writer, and webhook
 //!   ingestion (what a Meta notification changes, applied in one write).
 //! - [`meta`] — Meta's Cloud API: Graph client, error classification, webhook payloads.
-//! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body.
+//! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body, the
+//!   operator endpoints (`/metrics`, `/openapi.json`) and the OpenAPI document.
 //! - [`sync`] — WABA sync: numbers, templates and portfolio read from the Graph API.
 //! - [`storage`] — diesel over SQLite or PostgreSQL, migrations, one file per aggregate.
 //! - [`simulator`] — the Meta simulator (Graph API endpoints, limits, signed status webhooks,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{ErrorHandlers, NormalizePath, TrailingSlash};
+use actix_web::middleware::{from_fn, ErrorHandlers, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
@@ -68,6 +68,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let port = listener.local_addr()?.port();
         let config = Arc::new(config);
+        crate::telemetry::metrics_handle();
         let engine = Engine::start(db.clone(), config.clone(), clock.clone());
         let state = AppState {
             db,
@@ -122,6 +123,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             .wrap(ErrorHandlers::new().default_handler(http::error::json_error_bodies))
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(from_fn(http::operations::record_request))
             .app_data(data.clone())
             .configure(http::configure(body_limit))
     })

@@ -43,7 +43,7 @@ pub const MIN_ESTIMATE_MINUTES: f64 = 0.1;
 
 /// The `quota_info` object of the send-bulk response: what this send costs against the sender's
 /// messaging limit at creation time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QuotaInfo {
     /// Whether the whole send fits in the quota available now. When false the send is still
     /// accepted; what does not fit waits for the window to free up.
@@ -52,8 +52,10 @@ pub struct QuotaInfo {
     pub quota_needed: u32,
     /// Limit minus unique recipients already in the window, never negative; `None` (JSON `null`)
     /// for an unlimited tier.
+    #[schema(required)]
     pub quota_available: Option<u32>,
     /// The tier's limit; `None` (JSON `null`) for an unlimited tier.
+    #[schema(required)]
     pub quota_total: Option<u32>,
     /// The tier the numbers above were computed for (API name, e.g. `TIER_1000`).
     pub tier: Tier,

@@ -319,7 +319,7 @@ pub struct VariableProblem {
 }
 
 /// Whether a variable is text or a media reference, as the business-accounts endpoint lists it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum VariableKind {
     /// A text value (header/body text, URL suffix, coupon or OTP code).
@@ -329,7 +329,7 @@ pub enum VariableKind {
 }
 
 /// Which part of the template a variable fills.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum VariableComponent {
     /// The header (text parameter or media).
@@ -341,7 +341,7 @@ pub enum VariableComponent {
 }
 
 /// One variable of a template as `GET /api/v1/business-accounts/` lists it (camelCase).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VariableInfo {
     /// The key the recipient supplies (`first_name`, `"1"`, `header_1`, `header_media`,

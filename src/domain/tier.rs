@@ -181,6 +181,25 @@ impl Serialize for Tier {
     }
 }
 
+/// In the OpenAPI document: a string, one of the API names.
+impl utoipa::PartialSchema for Tier {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut names: Vec<&str> = Vec::new();
+        for name in Tier::ALL.map(Tier::as_api_str) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A messaging-limit tier (API name)."))
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Tier {}
+
 impl<'de> Deserialize<'de> for Tier {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;

@@ -31,6 +31,7 @@ use crate::meta::error::{ErrorAction, SendFailure};
 use crate::storage::accounts::{self, NumberOverride};
 use crate::storage::sends::{self, Outcome, PendingCursor, PendingMessage};
 use crate::storage::StorageError;
+use crate::telemetry;
 
 /// How often the actor does its chores (flush outcomes, refill, reconcile deadlines).
 const TICK: Duration = Duration::from_millis(10);
@@ -444,6 +445,7 @@ impl BulkSendActor {
         );
         let graph = self.graph.clone();
         let id = message.id;
+        telemetry::messages_dispatched(1);
         let fut = async move {
             match body {
                 Ok(body) => {
@@ -475,6 +477,7 @@ impl BulkSendActor {
         let now = self.now();
         let failure = match result {
             Ok(accepted) => {
+                telemetry::message_accepted();
                 self.outcomes.push((
                     id,
                     Outcome::Accepted {
@@ -487,7 +490,9 @@ impl BulkSendActor {
             Err(failure) => failure,
         };
         let attempt = u32::try_from(flight.attempts.max(1) - 1).unwrap_or(0);
-        let Some(action) = failure.action(attempt) else {
+        let action = failure.action(attempt);
+        telemetry::message_failed(action.as_ref());
+        let Some(action) = action else {
             // Meta may have taken it: wait for a webhook naming it.
             tracing::debug!(bulk_send_id = %self.id, message_id = id, error = %failure,
                 "A dispatch has an unknown outcome; waiting for a webhook.");

@@ -32,6 +32,7 @@ use crate::storage::accounts::{self, NumberPause, NumberReport, NumberScope};
 use crate::storage::inbound::{self, InboundContact};
 use crate::storage::sends::{self, AppliedUpdates, StatusUpdate};
 use crate::storage::{DbConnection, StorageError};
+use crate::telemetry;
 
 /// The prefix of every send `pause_reason` set because the template cannot be sent for now
 /// (a `PAUSED` webhook, or Meta's 132015 on a send), so that the template's approval resumes
@@ -350,7 +351,8 @@ fn apply_template_change(
     Ok(())
 }
 
-/// Process-wide webhook counters (read by the metrics endpoint).
+/// The engine's webhook counters. Each count is also recorded in the process's metrics
+/// (`mindo_webhook_*` on `/metrics`, see `telemetry`).
 #[derive(Debug, Default)]
 pub struct IngestCounters {
     unknown_status_updates: AtomicU64,
@@ -375,6 +377,9 @@ pub struct IngestStats {
 impl IngestCounters {
     /// Counts what applying a notification found unusable.
     pub fn record(&self, outcome: &IngestOutcome) {
+        let statuses = &outcome.statuses;
+        telemetry::webhook_updates(statuses.applied, statuses.duplicates, statuses.unknown);
+        telemetry::webhook_changes_unmatched(outcome.unmatched);
         self.unknown_status_updates
             .fetch_add(outcome.statuses.unknown as u64, Ordering::Relaxed);
         self.unmatched_changes
@@ -383,12 +388,14 @@ impl IngestCounters {
 
     /// Counts items the parser dropped.
     pub fn skipped(&self, items: usize) {
+        telemetry::webhook_items_skipped(items);
         self.skipped_items
             .fetch_add(items as u64, Ordering::Relaxed);
     }
 
     /// Counts a notification refused for its signature.
     pub fn refused_signature(&self) {
+        telemetry::webhook_signature_refused();
         self.refused_signatures.fetch_add(1, Ordering::Relaxed);
     }
 

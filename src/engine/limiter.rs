@@ -19,10 +19,11 @@ use parking_lot::Mutex;
 use super::EngineContext;
 use crate::domain::eta::WINDOW_MS;
 use crate::domain::pacing::{
-    Candidate, DispatchPlanner, PairRate, PauseReason, PortfolioQuota, ThroughputGate,
+    Candidate, DispatchPlanner, NextPlan, PairRate, PauseReason, PortfolioQuota, ThroughputGate,
 };
 use crate::storage::accounts;
 use crate::storage::sends;
+use crate::telemetry::{self, LimiterWait, QueuedGauge};
 
 /// How often the limiter plans grants.
 const TICK: Duration = Duration::from_millis(5);
@@ -108,6 +109,8 @@ pub struct PhoneLimiter {
     /// No grant before this: a previous process (before a crash or restart) may have used
     /// the number's last second, which this one cannot see.
     hold_until: Instant,
+    /// This limiter's share of the queued-messages gauge.
+    queued_gauge: QueuedGauge,
 }
 
 impl PhoneLimiter {
@@ -126,6 +129,7 @@ impl PhoneLimiter {
             grants_to: HashMap::new(),
             paused_in_db: false,
             hold_until: Instant::now() + Duration::from_secs(1) + margin,
+            queued_gauge: QueuedGauge::default(),
         }
     }
 
@@ -245,6 +249,7 @@ impl PhoneLimiter {
             self.planner
                 .plan(Instant::now(), self.ctx.clock.now_ms(), &mut state.quota)
         };
+        self.report(plan.grants.len(), plan.next);
         if plan.grants.is_empty() {
             return;
         }
@@ -260,6 +265,30 @@ impl PhoneLimiter {
                 to.do_send(Grants { ids });
             }
         }
+    }
+
+    /// Metrics of a planning round: the grants, what held messages back, what is queued.
+    fn report(&mut self, granted: usize, next: NextPlan) {
+        let (mut ready, mut pair, mut quota) = (0, 0, 0);
+        for send_id in self.grants_to.keys() {
+            if let Some(status) = self.planner.status(send_id) {
+                ready += status
+                    .queued
+                    .saturating_sub(status.waiting_pair + status.waiting_quota);
+                pair += status.waiting_pair;
+                quota += status.waiting_quota;
+            }
+        }
+        self.queued_gauge.set(ready, pair, quota);
+        let held_back = match next {
+            _ if ready + pair + quota == 0 => None,
+            NextPlan::Paused(_) => Some(LimiterWait::Paused),
+            NextPlan::Throughput(_) => Some(LimiterWait::Throughput),
+            NextPlan::Waiting(_) if quota > 0 => Some(LimiterWait::Quota),
+            NextPlan::Waiting(_) if pair > 0 => Some(LimiterWait::PairRate),
+            NextPlan::Waiting(_) => None,
+        };
+        telemetry::limiter_round(granted, held_back);
     }
 }
 

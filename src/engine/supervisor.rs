@@ -18,6 +18,7 @@ use super::EngineContext;
 use crate::meta::client::GraphClient;
 use crate::storage::sends;
 use crate::storage::StorageError;
+use crate::telemetry;
 
 /// The supervisor actor.
 pub struct JobSupervisor {
@@ -66,7 +67,16 @@ impl JobSupervisor {
         let addr = actix::Supervisor::start(move |_| {
             BulkSendActor::new(actor_id, engine, graph, me, limiter)
         });
-        self.sends.insert(id, addr);
+        if self.sends.insert(id, addr).is_none() {
+            telemetry::active_sends_changed(1.0);
+        }
+    }
+}
+
+impl Drop for JobSupervisor {
+    /// The engine stopped: its sends leave the active-sends gauge.
+    fn drop(&mut self) {
+        telemetry::active_sends_changed(-(self.sends.len() as f64));
     }
 }
 
@@ -133,7 +143,9 @@ impl Handler<SendSettled> for JobSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: SendSettled, _ctx: &mut Context<Self>) {
-        self.sends.remove(&msg.id);
+        if self.sends.remove(&msg.id).is_some() {
+            telemetry::active_sends_changed(-1.0);
+        }
     }
 }
 

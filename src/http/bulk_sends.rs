@@ -10,9 +10,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authenticated;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::clock::format_api_time;
 use crate::domain::message::BulkStatus;
 use crate::engine::bulk_send::{ControlAction, ControlOutcome};
@@ -25,7 +26,7 @@ const MAX_PAGE_SIZE: i64 = 1_000;
 /// Rows read per database round trip while exporting.
 const EXPORT_CHUNK: i64 = 5_000;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TemplateRef {
     id: i64,
     template_name: String,
@@ -33,23 +34,26 @@ struct TemplateRef {
     status: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct NumberRef {
     id: i64,
     display_phone_number: String,
     verified_name: String,
 }
 
-#[derive(Serialize)]
+/// The API key that created the send.
+#[derive(Serialize, ToSchema)]
 struct KeyRef {
     id: i64,
     name: String,
 }
 
-/// The status object (API.md). List items leave out the three optional fields.
-#[derive(Serialize)]
+/// The status object of a bulk send. List items leave out `estimated_time_minutes`,
+/// `started_at` and `created_by`.
+#[derive(Serialize, ToSchema)]
 struct StatusBody {
     id: String,
+    /// QUEUED, PROCESSING, COMPLETED, PARTIAL, FAILED or CANCELLED.
     status: &'static str,
     template: TemplateRef,
     phone_number: NumberRef,
@@ -63,7 +67,9 @@ struct StatusBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     estimated_time_minutes: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     started_at: Option<Option<String>>,
+    #[schema(required)]
     completed_at: Option<String>,
     created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,7 +78,9 @@ struct StatusBody {
     unique_recipients: u64,
     cancelled_count: u64,
     paused: bool,
+    #[schema(required)]
     pause_reason: Option<String>,
+    #[schema(required)]
     scheduled_at: Option<String>,
 }
 
@@ -130,6 +138,19 @@ async fn load_detail(state: &AppState, tenant_id: i64, id: String) -> Result<Sen
 }
 
 /// `GET …/bulk-sends/{id}/`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/",
+    tag = "bulk sends",
+    operation_id = "bulk_send_status",
+    params(BulkSendId),
+    responses(
+        (status = 200, description = "The send's status object.", body = StatusBody),
+        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown id, or another tenant's.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn status(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
@@ -175,13 +196,47 @@ impl Paging {
     }
 
     /// The paging envelope with absolute `next`/`previous` URLs.
-    fn envelope(&self, req: &HttpRequest, path: &str, count: i64, results: Vec<Value>) -> Value {
+    fn envelope(
+        &self,
+        req: &HttpRequest,
+        path: &str,
+        count: i64,
+        results: Vec<Value>,
+    ) -> Page<Value> {
         let link = |page: i64| page_url(req, path, page);
         let next = (self.page.saturating_mul(self.size) < count).then(|| link(self.page + 1));
         let previous = (self.page > 1).then(|| link(self.page - 1));
-        serde_json::json!({"count": count, "next": next, "previous": previous, "results": results})
+        Page {
+            count,
+            next,
+            previous,
+            results,
+        }
     }
 }
+
+/// A page of results.
+#[derive(Serialize, ToSchema)]
+struct Page<T> {
+    /// Rows matching, on every page.
+    count: i64,
+    /// The next page's absolute URL.
+    #[schema(required)]
+    next: Option<String>,
+    /// The previous page's absolute URL.
+    #[schema(required)]
+    previous: Option<String>,
+    results: Vec<T>,
+}
+
+/// The `{bulk_send_id}` path parameter.
+#[derive(IntoParams)]
+#[into_params(names("bulk_send_id"), parameter_in = Path)]
+#[allow(dead_code)]
+struct BulkSendId(
+    /// The send's id (a UUID).
+    String,
+);
 
 /// The request's own URL (canonical path) with `page` replaced.
 fn page_url(req: &HttpRequest, path: &str, page: i64) -> String {
@@ -201,18 +256,39 @@ fn page_url(req: &HttpRequest, path: &str, page: i64) -> String {
 }
 
 /// `GET …/bulk-sends/` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// QUEUED, PROCESSING, COMPLETED, PARTIAL, FAILED or CANCELLED (exact).
     status: Option<String>,
+    /// An internal template id.
     template: Option<String>,
+    /// A template name.
     template_name: Option<String>,
+    /// `YYYY-MM-DD` (UTC), inclusive.
     created_after: Option<String>,
+    /// `YYYY-MM-DD` (UTC), inclusive.
     created_before: Option<String>,
+    /// From 1 (default 1).
     page: Option<String>,
+    /// 1 … 1000 (default 20).
     page_size: Option<String>,
 }
 
 /// `GET …/bulk-sends/`: newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/meta-templates/bulk-sends/",
+    tag = "bulk sends",
+    operation_id = "list_bulk_sends",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The tenant's sends, newest first; items leave out `estimated_time_minutes`, `started_at` and `created_by`.", body = Page<StatusBody>),
+        (status = 400, description = "`validation_error`: a bad filter or paging value.", body = ErrorBody),
+        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn list(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
@@ -283,18 +359,30 @@ fn day_start(value: &str, field: &str) -> Result<i64, ApiError> {
 }
 
 /// One message as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MessageBody {
     id: i64,
+    /// E.164.
     recipient_phone: String,
+    /// pending, sent, delivered, read, failed or cancelled.
     status: &'static str,
+    /// Meta's message id (wamid).
+    #[schema(required)]
     meta_message_id: Option<String>,
+    /// The variables the message was sent with.
     variables_used: Value,
+    #[schema(required)]
     sent_at: Option<String>,
+    #[schema(required)]
     delivered_at: Option<String>,
+    #[schema(required)]
     read_at: Option<String>,
+    #[schema(required)]
     error_message: Option<String>,
+    /// Meta's numeric error code.
+    #[schema(required)]
     error_code: Option<i64>,
+    #[schema(required)]
     failed_at: Option<String>,
     attempts: i32,
 }
@@ -322,14 +410,32 @@ fn message_body(m: MessageRow) -> MessageBody {
 }
 
 /// `GET …/messages/` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
+    /// pending, sent, delivered, read, failed or cancelled (exact).
     status: Option<String>,
+    /// From 1 (default 1).
     page: Option<String>,
+    /// 1 … 1000 (default 20).
     page_size: Option<String>,
 }
 
 /// `GET …/bulk-sends/{id}/messages/`: in recipient order.
+#[utoipa::path(
+    get,
+    path = "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/",
+    tag = "bulk sends",
+    operation_id = "bulk_send_messages",
+    params(BulkSendId, MessagesQuery),
+    responses(
+        (status = 200, description = "A page of the send's messages, in recipient order.", body = Page<MessageBody>),
+        (status = 400, description = "`validation_error`: a bad filter or paging value.", body = ErrorBody),
+        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn messages(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
@@ -364,6 +470,19 @@ pub async fn messages(
 }
 
 /// `GET …/bulk-sends/{id}/messages/export/`: every message as CSV, streamed in chunks.
+#[utoipa::path(
+    get,
+    path = "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/export/",
+    tag = "bulk sends",
+    operation_id = "export_bulk_send_messages",
+    params(BulkSendId),
+    responses(
+        (status = 200, description = "Every message as CSV (a header row, then the message fields in recipient order).", content_type = "text/csv", body = String),
+        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn export(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
@@ -454,6 +573,21 @@ fn csv_line(fields: &[&str]) -> Vec<u8> {
 }
 
 /// `POST …/bulk-sends/{id}/cancel/`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/cancel/",
+    tag = "bulk sends",
+    operation_id = "cancel_bulk_send",
+    params(BulkSendId),
+    responses(
+        (status = 200, description = "Cancels the send: pending messages become `cancelled`; none is dispatched after the 200. The status object after it.", body = StatusBody),
+        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+        (status = 409, description = "`already_finished`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn cancel(
     auth: Authenticated,
     state: web::Data<AppState>,
@@ -463,6 +597,21 @@ pub async fn cancel(
 }
 
 /// `POST …/bulk-sends/{id}/pause/`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/pause/",
+    tag = "bulk sends",
+    operation_id = "pause_bulk_send",
+    params(BulkSendId),
+    responses(
+        (status = 200, description = "Pauses the send: nothing is dispatched until a resume. The status object after it.", body = StatusBody),
+        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+        (status = 409, description = "`already_finished`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn pause(
     auth: Authenticated,
     state: web::Data<AppState>,
@@ -472,6 +621,21 @@ pub async fn pause(
 }
 
 /// `POST …/bulk-sends/{id}/resume/`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/resume/",
+    tag = "bulk sends",
+    operation_id = "resume_bulk_send",
+    params(BulkSendId),
+    responses(
+        (status = 200, description = "Resumes a paused send. The status object after it.", body = StatusBody),
+        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 404, description = "`not_found`.", body = ErrorBody),
+        (status = 409, description = "`already_finished`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn resume(
     auth: Authenticated,
     state: web::Data<AppState>,

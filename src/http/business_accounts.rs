@@ -6,24 +6,28 @@ use std::collections::HashMap;
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::auth::Authenticated;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::domain::eta::WINDOW_MS;
 use crate::domain::template::{TemplateSpec, VariableInfo};
+use crate::domain::tier::Tier;
 use crate::startup::AppState;
 use crate::storage::accounts::{self, PhoneNumber, Template};
 use crate::storage::StorageError;
 
-#[derive(Serialize)]
+/// The tenant's WhatsApp Business Accounts.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = BusinessAccountsBody)]
 struct Body {
     company_name: String,
     api_key_name: String,
     business_accounts: Vec<AccountBody>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AccountBody {
     business_account_id: i64,
@@ -33,7 +37,7 @@ struct AccountBody {
     templates: Vec<TemplateBody>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct NumberBody {
     id: i64,
@@ -41,6 +45,7 @@ struct NumberBody {
     display_phone_number: String,
     verified_name: String,
     is_primary: bool,
+    #[schema(value_type = Tier)]
     messaging_limit_tier: &'static str,
     quality_rating: String,
     throughput_mps: u32,
@@ -49,17 +54,19 @@ struct NumberBody {
 
 /// A portfolio's use of its messaging limit, as seen from one of its numbers. `null`
 /// limits mean unlimited.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct QuotaBody {
+    #[schema(required)]
     daily_limit: Option<u32>,
     unique_numbers_sent24h: i64,
+    #[schema(required)]
     remaining: Option<i64>,
     usage_percentage: f64,
     can_send: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct TemplateBody {
     id: i64,
@@ -70,6 +77,18 @@ struct TemplateBody {
     variables: Vec<VariableInfo>,
 }
 
+/// `GET /api/v1/business-accounts/`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/business-accounts/",
+    tag = "business accounts",
+    operation_id = "business_accounts",
+    responses(
+        (status = 200, description = "The tenant's WABAs, their numbers with quota, and their APPROVED templates.", body = Body),
+        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn list(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,

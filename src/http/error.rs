@@ -11,6 +11,7 @@ use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::storage::StorageError;
 
@@ -33,14 +34,34 @@ pub struct ApiError {
     pub errors: Vec<Value>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The error body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody<'a> {
+    /// A human message.
     detail: &'a str,
+    /// A machine code (`not_found`, `validation_error`, `invalid_recipients`, …).
     code: &'a str,
+    /// Per-item problems, at most 100.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<ErrorItem>>)]
     errors: Option<&'a [Value]>,
+    /// Present (true) when there were more than 100 problems.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     errors_truncated: bool,
+}
+
+/// One per-item problem of an error body (documentation only: built as JSON where found).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ErrorItem {
+    /// The recipient's index in the request, for recipient problems.
+    index: Option<u64>,
+    /// The field (`phone`, `variables.name`, `scheduled_at`, …).
+    field: Option<String>,
+    /// The offending value, truncated.
+    value: Option<String>,
+    /// What is wrong.
+    reason: String,
 }
 
 impl ApiError {

@@ -1,17 +1,39 @@
 //! Liveness and readiness.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
 
+/// `{"status": "ok"}` or `{"status": "ready"}`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HealthBody {
+    status: &'static str,
+}
+
 /// `GET /healthz`: the process is up and serving HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is up: `{\"status\": \"ok\"}`.", body = HealthBody)),
+)]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(HealthBody { status: "ok" })
 }
 
 /// `GET /readyz`: the database answers and the engine has resumed every unfinished send.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready: `{\"status\": \"ready\"}`.", body = HealthBody),
+        (status = 503, description = "`not_ready`: the engine is resuming or the database does not answer.", body = ErrorBody),
+    ),
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state.engine.is_resumed().await {
         return Err(ApiError::new(
@@ -21,7 +43,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         ));
     }
     match state.db.ping().await {
-        Ok(()) => Ok(HttpResponse::Ok().json(json!({"status": "ready"}))),
+        Ok(()) => Ok(HttpResponse::Ok().json(HealthBody { status: "ready" })),
         Err(err) => {
             tracing::warn!(error = %err, "Readiness check failed: the database does not answer.");
             Err(ApiError::new(

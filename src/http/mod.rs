@@ -9,6 +9,8 @@ pub mod bulk_sends;
 pub mod business_accounts;
 pub mod error;
 pub mod health;
+pub mod openapi;
+pub mod operations;
 pub mod send_bulk;
 pub mod webhooks;
 
@@ -31,6 +33,8 @@ pub fn configure(body_limit: usize) -> impl FnOnce(&mut web::ServiceConfig) {
         .app_data(web::PathConfig::default().error_handler(error::path_error))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/metrics").route(web::get().to(operations::metrics)))
+        .service(resource("/openapi.json").route(web::get().to(operations::openapi)))
         .service(
             resource("/api/v1/business-accounts").route(web::get().to(business_accounts::list)),
         )

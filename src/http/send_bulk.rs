@@ -13,9 +13,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use super::auth::Authenticated;
-use super::error::{ApiError, MAX_ERRORS};
+use super::error::{ApiError, ErrorBody, MAX_ERRORS};
 use crate::clock::format_api_time;
 use crate::domain::eta::{estimate_minutes, QuotaInfo, QuotaWindow, WINDOW_MS};
 use crate::domain::phone::{PhoneError, E164};
@@ -34,21 +35,45 @@ const PREVIEW_RECIPIENTS: usize = 5;
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-#[derive(Debug, Deserialize)]
+/// The send-bulk request body.
+#[derive(Debug, Deserialize, ToSchema)]
 struct SendBulkRequest {
+    /// Meta's phone-number id of one of the tenant's numbers.
     phone_number_id: String,
+    /// An APPROVED template of that number's WABA.
     template_name: String,
+    /// Meta's exact locale (`es`, `en`, `pt_BR`, …).
     #[serde(default = "default_language")]
+    #[schema(default = "es")]
     language: String,
+    /// 1 … `max_recipients` (default 100 000) recipients.
+    #[schema(value_type = Vec<RecipientSchema>)]
     recipients: Vec<Value>,
+    /// Drop invalid recipients (reported in `invalid_recipients`) instead of refusing the request.
     #[serde(default)]
     skip_invalid: bool,
+    /// ISO 8601; start no earlier than this (in the future, within 30 days).
     #[serde(default)]
     scheduled_at: Option<String>,
+    /// An https URL that receives the client events of this send.
     #[serde(default)]
     callback_url: Option<String>,
+    /// Validate only: nothing is stored, the answer is 200 with a `preview`.
     #[serde(default)]
     dry_run: bool,
+}
+
+/// One recipient of the send-bulk request (documentation only: recipients are read leniently,
+/// so that every problem of every recipient can be reported).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RecipientSchema {
+    /// International format; normalised to E.164.
+    phone: String,
+    /// The template's parameter names (NAMED) or `"1"`, `"2"`, … (POSITIONAL) → values.
+    variables: Option<BTreeMap<String, String>>,
+    /// `button_0`, `button_1`, … (0-based button index) → values, for dynamic buttons.
+    button_variables: Option<BTreeMap<String, String>>,
 }
 
 fn default_language() -> String {
@@ -71,10 +96,12 @@ struct Validated {
     errors: Vec<Value>,
 }
 
-#[derive(Serialize)]
+/// The answer to a created send (202), or to a dry run (200, with `preview`).
+#[derive(Serialize, ToSchema)]
 struct CreateResponse {
     bulk_send_id: String,
     task_id: String,
+    /// Always `queued`.
     status: &'static str,
     template_name: String,
     total_recipients: usize,
@@ -84,22 +111,48 @@ struct CreateResponse {
     whatsapp_phone_number: NumberSummary,
     quota_info: QuotaInfo,
     invalid_recipients: usize,
+    #[schema(required)]
     scheduled_at: Option<String>,
+    /// Dry runs only: the rendered Meta `template.components` of the first 5 unique recipients.
     #[serde(skip_serializing_if = "Option::is_none")]
     preview: Option<Vec<Value>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct NumberSummary {
     id: i64,
     phone_number_id: String,
     display_phone_number: String,
     verified_name: String,
     quality_rating: String,
+    #[schema(value_type = Tier)]
     messaging_limit_tier: &'static str,
 }
 
-/// The handler.
+/// `POST /api/v1/meta-templates/send-bulk/`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/meta-templates/send-bulk/",
+    tag = "bulk sends",
+    operation_id = "send_bulk",
+    request_body = SendBulkRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "Same key and body within 24 h: the original answer again; another body: 422."),
+    ),
+    responses(
+        (status = 202, description = "The send is stored and queued.", body = CreateResponse),
+        (status = 200, description = "A dry run: validated, nothing stored.", body = CreateResponse),
+        (status = 400, description = "`validation_error`, `invalid_recipients` (with `errors`), `template_not_approved`, `template_not_supported`.", body = ErrorBody),
+        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 404, description = "`phone_number_not_found` or `template_not_found`.", body = ErrorBody),
+        (status = 409, description = "`idempotency_in_progress`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`.", body = ErrorBody),
+        (status = 503, description = "`shutting_down` or `service_unavailable`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn create(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,

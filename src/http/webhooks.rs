@@ -15,8 +15,9 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+use utoipa::IntoParams;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::engine::ingest::WebhookChanges;
 use crate::meta::webhook;
 use crate::startup::AppState;
@@ -25,17 +26,32 @@ use crate::startup::AppState;
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
 
 /// The handshake's query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VerifyQuery {
+    /// `subscribe`.
     #[serde(rename = "hub.mode")]
     mode: Option<String>,
+    /// Must equal the configured verify token (`MINDO_VERIFY_TOKEN`).
     #[serde(rename = "hub.verify_token")]
     verify_token: Option<String>,
+    /// Echoed back as the body.
     #[serde(rename = "hub.challenge")]
     challenge: Option<String>,
 }
 
 /// `GET /webhooks/meta/`: 200 with the bare challenge when the token matches, else 403.
+#[utoipa::path(
+    get,
+    path = "/webhooks/meta/",
+    tag = "meta webhooks",
+    operation_id = "verify_webhook",
+    params(VerifyQuery),
+    responses(
+        (status = 200, description = "The token matches: the bare challenge.", content_type = "text/plain", body = String),
+        (status = 403, description = "`forbidden`: the token does not match.", body = ErrorBody),
+    ),
+)]
 pub async fn verify(state: web::Data<AppState>, query: web::Query<VerifyQuery>) -> HttpResponse {
     let q = query.into_inner();
     let expected = state.config.verify_token.as_ref();
@@ -79,6 +95,24 @@ pub fn signature_valid(secret: &[u8], body: &[u8], signature: &str) -> bool {
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// `POST /webhooks/meta/`: answers 200 once everything the notification changes is durable.
+#[utoipa::path(
+    post,
+    path = "/webhooks/meta/",
+    tag = "meta webhooks",
+    operation_id = "receive_webhook",
+    params(
+        ("X-Hub-Signature-256" = String, Header,
+         description = "`sha256=` + the hex HMAC-SHA256 of the raw body, keyed with the app secret."),
+    ),
+    request_body(content = Object, description = "A WhatsApp Business Account notification (`object`, `entry[].changes[]`)."),
+    responses(
+        (status = 200, description = "Everything the notification changes is durable (empty body)."),
+        (status = 400, description = "`validation_error`: not a webhook notification.", body = ErrorBody),
+        (status = 401, description = "`invalid_signature`: missing or wrong signature; nothing was applied.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: Meta retries.", body = ErrorBody),
+    ),
+)]
 pub async fn receive(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -8,7 +8,7 @@
 //! URL (the token travels with the request, so it must never go to another host); otherwise
 //! they page on with the `after` cursor against the base URL.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use awc::error::SendRequestError;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::error::{MetaError, SendFailure};
 use crate::domain::tier::{ThroughputLevel, Tier};
+use crate::telemetry;
 
 /// Fields read from a phone number (v24+ messaging-limit field).
 const PHONE_FIELDS: &str = "id,display_phone_number,verified_name,quality_rating,throughput,\
@@ -210,18 +211,23 @@ impl GraphClient {
             .post(self.url(&format!("{phone_number_id}/messages")))
             .bearer_auth(token)
             .content_type("application/json");
+        let started = Instant::now();
         let mut response = match request.send_body(body).await {
             Ok(r) => r,
-            Err(err) => return Err(send_error(err)),
+            Err(err) => {
+                telemetry::graph_request("send_message", None, started.elapsed());
+                return Err(send_error(err));
+            }
         };
         let status = response.status().as_u16();
-        let bytes = response
-            .body()
-            .limit(MAX_BODY_BYTES)
-            .await
-            .map_err(|e| SendFailure::Interrupted(format!("reading the answer: {e}")))?;
+        let bytes = response.body().limit(MAX_BODY_BYTES).await;
+        telemetry::graph_request("send_message", Some(status), started.elapsed());
+        let bytes =
+            bytes.map_err(|e| SendFailure::Interrupted(format!("reading the answer: {e}")))?;
         if !(200..300).contains(&status) {
-            return Err(SendFailure::Meta(MetaError::from_response(status, &bytes)));
+            let err = MetaError::from_response(status, &bytes);
+            telemetry::meta_refusal(err.has_meta_code().then_some(err.code));
+            return Err(SendFailure::Meta(err));
         }
         parse_accepted(&bytes).ok_or_else(|| {
             SendFailure::Interrupted("the answer to a send carried no message id".into())
@@ -378,16 +384,15 @@ impl GraphClient {
                 .query(&query)
                 .map_err(|e| GraphError::Transport(format!("bad query: {e}")))?;
         }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| GraphError::Transport(e.to_string()))?;
+        let started = Instant::now();
+        let mut response = request.send().await.map_err(|e| {
+            telemetry::graph_request("read", None, started.elapsed());
+            GraphError::Transport(e.to_string())
+        })?;
         let status = response.status().as_u16();
-        let bytes = response
-            .body()
-            .limit(MAX_BODY_BYTES)
-            .await
-            .map_err(|e| GraphError::Transport(format!("reading the answer: {e}")))?;
+        let bytes = response.body().limit(MAX_BODY_BYTES).await;
+        telemetry::graph_request("read", Some(status), started.elapsed());
+        let bytes = bytes.map_err(|e| GraphError::Transport(format!("reading the answer: {e}")))?;
         if !(200..300).contains(&status) {
             return Err(GraphError::Meta(MetaError::from_response(status, &bytes)));
         }
