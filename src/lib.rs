@@ -13,8 +13,9 @@
 //! - [`startup`] — `Application::build(config)` → a bound server; `run_until_stopped()`.
 //! - [`clock`] — time as an injectable dependency.
 //! - [`domain`] — pure types and rules (API keys, phones, templates, tiers, message states, ETA), unit-tested, no I/O.
-//! - [`engine`] — the actors (supervisor, bulk sends, phone limiters), the DB writer, and webhook
-//!   ingestion (what a Meta notification changes, applied in one write).
+//! - [`engine`] — the actors (supervisor, bulk sends, phone limiters), the DB writer, webhook
+//!   ingestion (what a Meta notification changes, applied in one write), and client callback
+//!   delivery (signed events to a send's `callback_url`, retried, from a persisted outbox).
 //! - [`meta`] — Meta's Cloud API: Graph client, error classification, webhook payloads.
 //! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body, the
 //!   operator endpoints (`/metrics`, `/openapi.json`) and the OpenAPI document.

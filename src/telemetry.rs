@@ -70,6 +70,9 @@ pub mod names {
     pub const HTTP_DURATION: &str = "mindo_http_request_duration_seconds";
     /// Histogram: Graph API call latency, by `operation` and `status` class.
     pub const GRAPH_DURATION: &str = "mindo_graph_request_duration_seconds";
+    /// Counter: attempts to post a client callback event, by `result` (delivered, retry,
+    /// given_up).
+    pub const CALLBACK_ATTEMPTS: &str = "mindo_callback_attempts_total";
     /// Gauge: always 1, with the daemon's `version`.
     pub const BUILD_INFO: &str = "mindo_build_info";
 }
@@ -227,6 +230,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "Latency of calls to Meta's Graph API, by operation and status class."
     );
+    describe_counter!(
+        CALLBACK_ATTEMPTS,
+        "Attempts to post a client callback event to a send's callback_url, by result."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version is a label.");
 
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -253,6 +260,9 @@ fn describe() {
         gauge!(LIMITER_QUEUED, "state" => state).increment(0.0);
     }
     gauge!(ACTIVE_SENDS).increment(0.0);
+    for result in CALLBACK_RESULTS {
+        counter!(CALLBACK_ATTEMPTS, "result" => result).increment(0);
+    }
 }
 
 // Recording. Without an installed recorder (CLI commands, unit tests) these do nothing.
@@ -309,6 +319,15 @@ pub fn webhook_updates(applied: usize, duplicates: usize, unknown: usize) {
             counter!(names::WEBHOOK_UPDATES, "result" => result).increment(n as u64);
         }
     }
+}
+
+/// Results of `mindo_callback_attempts_total`.
+pub const CALLBACK_RESULTS: [&str; 3] = ["delivered", "retry", "given_up"];
+
+/// An attempt to post a client callback event ended with `result` (one of
+/// [`CALLBACK_RESULTS`]).
+pub fn callback_attempt(result: &'static str) {
+    counter!(names::CALLBACK_ATTEMPTS, "result" => result).increment(1);
 }
 
 /// A webhook notification refused for its signature.

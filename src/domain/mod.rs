@@ -9,8 +9,10 @@
 //! - `pacing`: the limiter's decisions: throughput gate, portfolio quota, pair rate, fair
 //!   round robin between the sends of a number.
 //! - `eta`: quota (`quota_info`) and estimated-time arithmetic.
+//! - `callback`: client callback events: envelope, signature, progress rate, retry schedule.
 
 pub mod api_key;
+pub mod callback;
 pub mod eta;
 pub mod message;
 pub mod pacing;

@@ -7,11 +7,15 @@
 //! - `writer`: the one database writer, with group commit.
 //! - `ingest`: what a Meta webhook notification changes, applied in one write; the webhook
 //!   counters.
+//! - `callbacks`: `CallbackDelivery`, which posts client callback events from the outbox,
+//!   signed, retried, in order per send.
 //!
 //! The actors live on one arbiter of their own (a thread with its own event loop), apart from
-//! the HTTP workers; the Graph client (`awc`, `!Send`) is created there.
+//! the HTTP workers; the Graph client (`awc`, `!Send`) is created there. Callback delivery
+//! has a second arbiter and HTTP client of its own, so receivers never slow the sends.
 
 pub mod bulk_send;
+pub mod callbacks;
 pub mod ingest;
 pub mod limiter;
 pub mod supervisor;
@@ -25,6 +29,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::storage::{Db, StorageError};
 use bulk_send::{Control, ControlAction, ControlOutcome};
+use callbacks::CallbackDelivery;
 use ingest::{IngestCounters, IngestOutcome, WebhookChanges};
 use supervisor::{ApplyWebhook, DrainAll, IsResumed, JobSupervisor, RouteControl, StartSend};
 use writer::StoreWriter;
@@ -52,13 +57,16 @@ pub enum EngineError {
 pub struct Engine {
     supervisor: Addr<JobSupervisor>,
     arbiter: ArbiterHandle,
+    /// Where `CallbackDelivery` runs.
+    callbacks_arbiter: ArbiterHandle,
     /// Webhook counters, for the life of the process.
     ingest_counters: Arc<IngestCounters>,
 }
 
 impl Engine {
-    /// Starts the writer thread, the engine's arbiter and the supervisor on it; the
-    /// supervisor resumes every unfinished send.
+    /// Starts the writer thread, the engine's arbiter and the supervisor on it (the
+    /// supervisor resumes every unfinished send), and callback delivery on an arbiter of its
+    /// own.
     pub fn start(db: Db, config: Arc<Config>, clock: SharedClock) -> Engine {
         let writer = StoreWriter::start(db.clone());
         let context = EngineContext {
@@ -67,12 +75,18 @@ impl Engine {
             config,
             clock,
         };
+        let callbacks_arbiter = Arbiter::new().handle();
+        let callbacks_context = context.clone();
+        CallbackDelivery::start_in_arbiter(&callbacks_arbiter, move |_| {
+            CallbackDelivery::new(callbacks_context)
+        });
         let arbiter = Arbiter::new().handle();
         let supervisor =
             JobSupervisor::start_in_arbiter(&arbiter, move |_| JobSupervisor::new(context));
         Engine {
             supervisor,
             arbiter,
+            callbacks_arbiter,
             ingest_counters: Arc::default(),
         }
     }
@@ -138,8 +152,9 @@ impl Engine {
         )
     }
 
-    /// Stops the engine's arbiter (its actors stop with it).
+    /// Stops the engine's arbiters (their actors stop with them).
     pub fn stop(&self) {
         self.arbiter.stop();
+        self.callbacks_arbiter.stop();
     }
 }

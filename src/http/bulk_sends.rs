@@ -20,114 +20,12 @@ use crate::engine::bulk_send::{ControlAction, ControlOutcome};
 use crate::engine::EngineError;
 use crate::startup::AppState;
 use crate::storage::sends::{self, ListFilter, MessageRow, SendDetail};
+use crate::storage::status_object::{status_body, StatusBody};
 
 /// Largest page.
 const MAX_PAGE_SIZE: i64 = 1_000;
 /// Rows read per database round trip while exporting.
 const EXPORT_CHUNK: i64 = 5_000;
-
-#[derive(Serialize, ToSchema)]
-struct TemplateRef {
-    id: i64,
-    template_name: String,
-    language: String,
-    status: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct NumberRef {
-    id: i64,
-    display_phone_number: String,
-    verified_name: String,
-}
-
-/// The API key that created the send.
-#[derive(Serialize, ToSchema)]
-struct KeyRef {
-    id: i64,
-    name: String,
-}
-
-/// The status object of a bulk send. List items leave out `estimated_time_minutes`,
-/// `started_at` and `created_by`.
-#[derive(Serialize, ToSchema)]
-struct StatusBody {
-    id: String,
-    /// QUEUED, PROCESSING, COMPLETED, PARTIAL, FAILED or CANCELLED.
-    status: &'static str,
-    template: TemplateRef,
-    phone_number: NumberRef,
-    total_recipients: u64,
-    sent_count: u64,
-    delivered_count: u64,
-    read_count: u64,
-    failed_count: u64,
-    pending_count: u64,
-    progress_percentage: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    estimated_time_minutes: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    started_at: Option<Option<String>>,
-    #[schema(required)]
-    completed_at: Option<String>,
-    created_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    created_by: Option<KeyRef>,
-    task_id: String,
-    unique_recipients: u64,
-    cancelled_count: u64,
-    paused: bool,
-    #[schema(required)]
-    pause_reason: Option<String>,
-    #[schema(required)]
-    scheduled_at: Option<String>,
-}
-
-fn status_body(detail: SendDetail, full: bool) -> StatusBody {
-    let send = detail.send;
-    let counters = send.counters();
-    let status = send.status();
-    let (template_id, template_name, language, template_status) = detail.template;
-    let (phone_id, display_phone_number, verified_name) = detail.phone;
-    let (key_id, key_name) = detail.api_key;
-    StatusBody {
-        id: send.id,
-        status: status.as_str(),
-        template: TemplateRef {
-            id: template_id,
-            template_name,
-            language,
-            status: template_status,
-        },
-        phone_number: NumberRef {
-            id: phone_id,
-            display_phone_number,
-            verified_name,
-        },
-        total_recipients: counters.total(),
-        sent_count: counters.sent_count(),
-        delivered_count: counters.delivered_count(),
-        read_count: counters.read_count(),
-        failed_count: counters.failed_count(),
-        pending_count: counters.pending_count(),
-        progress_percentage: counters.progress_percentage(),
-        estimated_time_minutes: full.then_some(send.estimated_time_minutes),
-        started_at: full.then(|| send.started_at.map(format_api_time)),
-        completed_at: send.completed_at.map(format_api_time),
-        created_at: format_api_time(send.created_at),
-        created_by: full.then_some(KeyRef {
-            id: key_id,
-            name: key_name,
-        }),
-        task_id: send.task_id,
-        unique_recipients: u64::try_from(send.unique_recipients).unwrap_or(0),
-        cancelled_count: counters.cancelled_count(),
-        paused: send.paused,
-        pause_reason: send.pause_reason,
-        scheduled_at: send.scheduled_at.map(format_api_time),
-    }
-}
 
 async fn load_detail(state: &AppState, tenant_id: i64, id: String) -> Result<SendDetail, ApiError> {
     state

@@ -9,17 +9,22 @@
 //! - `accounts`: WABAs, phone numbers, templates; operator overrides; quota usage; the
 //!   template and number changes Meta's webhooks report.
 //! - `inbound`: when each user last wrote to each number (the customer-service window).
+//! - `callbacks`: the outbox of client callback events (enqueued with the status change
+//!   they report, delivered by `engine::callbacks`).
+//! - `status_object`: the status object of a send, for HTTP answers and callback events.
 //!
 //! Diesel is blocking. Async code reaches the database through [`Db::run`] and
 //! [`Db::write`], which move the work onto the blocking thread pool.
 
 pub mod accounts;
+pub mod callbacks;
 pub mod conn;
 pub mod idempotency;
 pub mod inbound;
 pub mod migrations;
 pub mod schema;
 pub mod sends;
+pub mod status_object;
 pub mod tenants;
 
 pub use conn::{

@@ -150,6 +150,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    callback_events (id) {
+        id -> BigInt,
+        bulk_send_id -> Text,
+        tenant_id -> BigInt,
+        event -> Text,
+        occurred_at -> BigInt,
+        payload -> Text,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        delivered_at -> Nullable<BigInt>,
+        failed_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(business_accounts -> tenants (tenant_id));
 diesel::joinable!(phone_numbers -> business_accounts (business_account_id));
@@ -160,6 +176,8 @@ diesel::joinable!(bulk_sends -> phone_numbers (phone_number_id));
 diesel::joinable!(bulk_sends -> templates (template_id));
 diesel::joinable!(messages -> bulk_sends (bulk_send_id));
 diesel::joinable!(idempotency_keys -> tenants (tenant_id));
+diesel::joinable!(callback_events -> bulk_sends (bulk_send_id));
+diesel::joinable!(callback_events -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
@@ -172,4 +190,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     quota_ledger,
     idempotency_keys,
     inbound_contacts,
+    callback_events,
 );

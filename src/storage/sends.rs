@@ -504,7 +504,8 @@ pub fn adjust_counters(
 }
 
 /// Re-derives a send's status from its counters and flags; sets `completed_at` the first
-/// time it settles.
+/// time it settles. A change of status enqueues the client's `bulk_send.status_changed`
+/// event in the same transaction (for sends with a `callback_url`, see `callbacks`).
 pub fn refresh_status(
     conn: &mut DbConnection,
     send_id: &str,
@@ -531,6 +532,10 @@ pub fn refresh_status(
                 bulk_sends::completed_at.eq(completed_at),
             ))
             .execute(conn)?;
+    }
+    if status != current {
+        // The client's event commits (or not) with the change it reports.
+        super::callbacks::enqueue_status_change(conn, &row, now_ms)?;
     }
     Ok(Some(status))
 }
@@ -973,6 +978,8 @@ pub fn cancel_send(
         },
         now_ms,
     )?;
+    // The status was set above, not derived, so `refresh_status` saw no change to report.
+    super::callbacks::enqueue_status_change(conn, &row, now_ms)?;
     Ok(true)
 }
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod auth;
 mod bulk_sends;
+mod callbacks;
 mod cli;
 mod client;
 mod engine;

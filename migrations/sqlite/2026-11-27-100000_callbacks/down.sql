@@ -1,0 +1,2 @@
+DROP INDEX bulk_sends_callback_status;
+DROP TABLE callback_events;
