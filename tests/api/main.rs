@@ -3,6 +3,7 @@
 
 mod accounts;
 mod auth;
+mod bad_input;
 mod bulk_sends;
 mod cli;
 mod client;
