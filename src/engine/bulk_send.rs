@@ -13,6 +13,7 @@
 //! addresses, and it stops for good.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,8 @@ pub struct BulkSendActor {
     settling: bool,
     /// Restarts so far (for backoff).
     restarts: u32,
+    /// The periodic chores; cancelled when the actor retires.
+    tick: Option<SpawnHandle>,
     /// Set by a drain (a clean stop): nothing new is dispatched; the waiters are answered
     /// once nothing is in flight and every outcome is written.
     draining: bool,
@@ -144,6 +147,7 @@ impl BulkSendActor {
             stop_reason: None,
             settling: false,
             restarts: 0,
+            tick: None,
             draining: false,
             drain_waiters: Vec::new(),
             control_generation: 0,
@@ -789,8 +793,11 @@ impl BulkSendActor {
         }));
     }
 
-    /// Leaves for good: the supervisor and the limiter drop their addresses, so the
-    /// `Supervisor` does not restart this actor.
+    /// Leaves for good: the supervisor and the limiter drop their addresses, and the actor,
+    /// with nothing left to run, stops once the last of them is gone. It must not stop
+    /// itself: actix's `Supervisor` restarts an actor that stops while its address is still
+    /// held, and the restarted one would register with the limiter again, find the send
+    /// settled, retire and be restarted again, for as long as the process lives.
     fn retire(&mut self, ctx: &mut Context<Self>) {
         self.limiter.do_send(LimiterCall::Unregister {
             send_id: self.id.clone(),
@@ -799,7 +806,9 @@ impl BulkSendActor {
             id: self.id.clone(),
         });
         self.settling = true;
-        ctx.stop();
+        if let Some(tick) = self.tick.take() {
+            ctx.cancel_future(tick);
+        }
     }
 }
 
@@ -815,7 +824,12 @@ impl Actor for BulkSendActor {
                 grants: ctx.address().recipient(),
             });
         });
-        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+        self.tick = Some(ctx.run_interval(TICK, |act, ctx| act.tick(ctx)));
+        self.ctx.live_send_actors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.ctx.live_send_actors.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -21,6 +21,7 @@ pub mod limiter;
 pub mod supervisor;
 pub mod writer;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -41,6 +42,8 @@ pub struct EngineContext {
     pub writer: StoreWriter,
     pub config: Arc<Config>,
     pub clock: SharedClock,
+    /// Send actors running now (started and not yet stopped), for [`Engine::live_send_actors`].
+    pub live_send_actors: Arc<AtomicUsize>,
 }
 
 /// Why the engine could not do something.
@@ -61,6 +64,7 @@ pub struct Engine {
     callbacks_arbiter: ArbiterHandle,
     /// Webhook counters, for the life of the process.
     ingest_counters: Arc<IngestCounters>,
+    live_send_actors: Arc<AtomicUsize>,
 }
 
 impl Engine {
@@ -69,11 +73,13 @@ impl Engine {
     /// own.
     pub fn start(db: Db, config: Arc<Config>, clock: SharedClock) -> Engine {
         let writer = StoreWriter::start(db.clone());
+        let live_send_actors = Arc::new(AtomicUsize::new(0));
         let context = EngineContext {
             db,
             writer,
             config,
             clock,
+            live_send_actors: live_send_actors.clone(),
         };
         let callbacks_arbiter = Arbiter::new().handle();
         let callbacks_context = context.clone();
@@ -88,6 +94,7 @@ impl Engine {
             arbiter,
             callbacks_arbiter,
             ingest_counters: Arc::default(),
+            live_send_actors,
         }
     }
 
@@ -134,6 +141,12 @@ impl Engine {
     /// The webhook counters.
     pub fn ingest_counters(&self) -> &IngestCounters {
         &self.ingest_counters
+    }
+
+    /// How many send actors are running: one per unsettled send, none once a send has
+    /// settled.
+    pub fn live_send_actors(&self) -> usize {
+        self.live_send_actors.load(Ordering::Relaxed)
     }
 
     /// Whether every unfinished send found at boot has been resumed.

@@ -27,6 +27,20 @@ const MAX_PAGE_SIZE: i64 = 1_000;
 /// Rows read per database round trip while exporting.
 const EXPORT_CHUNK: i64 = 5_000;
 
+/// A bulk-send id from the path. Ours are UUIDs: anything else is unknown (404) without a
+/// query, so that no text the database cannot hold (a NUL, for PostgreSQL) reaches it.
+#[derive(Debug)]
+pub struct SendId(String);
+
+impl<'de> Deserialize<'de> for SendId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SendId, D::Error> {
+        let text = String::deserialize(d)?;
+        uuid::Uuid::try_parse(&text)
+            .map(|id| SendId(id.to_string()))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 async fn load_detail(state: &AppState, tenant_id: i64, id: String) -> Result<SendDetail, ApiError> {
     state
         .db
@@ -52,9 +66,9 @@ async fn load_detail(state: &AppState, tenant_id: i64, id: String) -> Result<Sen
 pub async fn status(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<SendId>,
 ) -> Result<HttpResponse, ApiError> {
-    let detail = load_detail(&state, principal.tenant_id, path.into_inner()).await?;
+    let detail = load_detail(&state, principal.tenant_id, path.into_inner().0).await?;
     Ok(HttpResponse::Ok().json(status_body(detail, true)))
 }
 
@@ -217,7 +231,14 @@ pub async fn list(
                     .map_err(|_| ApiError::validation("template must be a template id (a whole number)"))?,
             ),
         },
-        template_name: q.template_name,
+        template_name: match q.template_name {
+            Some(name) if name.contains(char::is_control) => {
+                return Err(ApiError::validation(
+                    "template_name must not contain control characters",
+                ))
+            }
+            other => other,
+        },
         created_from: q
             .created_after
             .as_deref()
@@ -338,10 +359,10 @@ pub async fn messages(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<SendId>,
     query: web::Query<MessagesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().0;
     let q = query.into_inner();
     let paging = Paging::parse(q.page.as_deref(), q.page_size.as_deref())?;
     let states = match q.status.as_deref() {
@@ -384,9 +405,9 @@ pub async fn messages(
 pub async fn export(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<SendId>,
 ) -> Result<HttpResponse, ApiError> {
-    let detail = load_detail(&state, principal.tenant_id, path.into_inner()).await?;
+    let detail = load_detail(&state, principal.tenant_id, path.into_inner().0).await?;
     let send_id = detail.send.id;
     let db = state.db.clone();
     let header = csv_line(&[
@@ -489,9 +510,9 @@ fn csv_line(fields: &[&str]) -> Vec<u8> {
 pub async fn cancel(
     auth: Authenticated,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<SendId>,
 ) -> Result<HttpResponse, ApiError> {
-    control(auth, state, path.into_inner(), ControlAction::Cancel).await
+    control(auth, state, path.into_inner().0, ControlAction::Cancel).await
 }
 
 /// `POST …/bulk-sends/{id}/pause/`.
@@ -513,9 +534,9 @@ pub async fn cancel(
 pub async fn pause(
     auth: Authenticated,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<SendId>,
 ) -> Result<HttpResponse, ApiError> {
-    control(auth, state, path.into_inner(), ControlAction::Pause).await
+    control(auth, state, path.into_inner().0, ControlAction::Pause).await
 }
 
 /// `POST …/bulk-sends/{id}/resume/`.
@@ -537,9 +558,9 @@ pub async fn pause(
 pub async fn resume(
     auth: Authenticated,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<SendId>,
 ) -> Result<HttpResponse, ApiError> {
-    control(auth, state, path.into_inner(), ControlAction::Resume).await
+    control(auth, state, path.into_inner().0, ControlAction::Resume).await
 }
 
 async fn control(

@@ -243,12 +243,23 @@ async fn create_send(
     idempotency_key: Option<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let request: SendBulkRequest = web::block(move || serde_json::from_slice(&body))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| ApiError::validation(format!("invalid JSON body: {e}")))?;
+    let max_recipients = state.config.max_recipients;
+    let request: SendBulkRequest = web::block(move || {
+        // Too many recipients is refused before any of them is built: a body within the
+        // size limit can list millions, each costing far more as a JSON value than as text.
+        if let Some(n) = count_recipients(&body) {
+            if n > max_recipients as usize {
+                return Err(ApiError::validation("the request has invalid fields")
+                    .with_errors(vec![too_many_recipients(n, max_recipients)]));
+            }
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::validation(format!("invalid JSON body: {e}")))
+    })
+    .await
+    .map_err(|_| ApiError::internal())??;
     let now = state.clock.now_ms();
-    check_fields(&request, state.config.max_recipients)?;
+    check_fields(&request, max_recipients)?;
     let scheduled_at = parse_schedule(request.scheduled_at.as_deref(), now)?;
     let callback_url = match request.callback_url.as_deref() {
         Some(url) => Some(check_callback_url(url)?),
@@ -412,6 +423,48 @@ async fn create_send(
         .body(response_body))
 }
 
+fn too_many_recipients(n: usize, max_recipients: u32) -> Value {
+    json!({
+        "field": "recipients",
+        "reason": format!("lists {n} recipients; at most {max_recipients} are allowed per request"),
+    })
+}
+
+/// How many items the body's `recipients` array has, counted without building them; `None`
+/// when the body is not an object with such an array (the full parse reports that).
+fn count_recipients(body: &[u8]) -> Option<usize> {
+    struct Count(usize);
+    impl<'de> Deserialize<'de> for Count {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+            struct Items;
+            impl<'de> serde::de::Visitor<'de> for Items {
+                type Value = Count;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an array")
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<Count, A::Error> {
+                    let mut n = 0;
+                    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    Ok(Count(n))
+                }
+            }
+            d.deserialize_seq(Items)
+        }
+    }
+    #[derive(Deserialize)]
+    struct Counted {
+        recipients: Count,
+    }
+    serde_json::from_slice::<Counted>(body)
+        .ok()
+        .map(|c| c.recipients.0)
+}
+
 fn check_fields(request: &SendBulkRequest, max_recipients: u32) -> Result<(), ApiError> {
     let mut errors = Vec::new();
     for (field, value) in [
@@ -423,16 +476,16 @@ fn check_fields(request: &SendBulkRequest, max_recipients: u32) -> Result<(), Ap
             errors.push(json!({"field": field, "reason": "must not be empty"}));
         } else if value.len() > 512 {
             errors.push(json!({"field": field, "reason": "is longer than 512 characters"}));
+        } else if value.contains(char::is_control) {
+            // Meta's ids, names and locales have none; PostgreSQL cannot even compare a NUL.
+            errors.push(json!({"field": field, "reason": "must not contain control characters"}));
         }
     }
     let n = request.recipients.len();
     if n == 0 {
         errors.push(json!({"field": "recipients", "reason": "must list at least one recipient"}));
     } else if n > max_recipients as usize {
-        errors.push(json!({
-            "field": "recipients",
-            "reason": format!("lists {n} recipients; at most {max_recipients} are allowed per request"),
-        }));
+        errors.push(too_many_recipients(n, max_recipients));
     }
     if errors.is_empty() {
         Ok(())
@@ -778,6 +831,23 @@ mod tests {
                 ),
                 _ => assert!(result.is_err()),
             }
+        }
+    }
+
+    #[test]
+    fn recipients_are_counted_without_being_built() {
+        let body =
+            br#"{"template_name": "x", "recipients": [{"phone": "+1"}, 5, null, [[]]], "z": {}}"#;
+        assert_eq!(count_recipients(body), Some(4));
+        assert_eq!(count_recipients(br#"{"recipients": []}"#), Some(0));
+        for not_counted in [
+            &br#"{"recipients": "x"}"#[..],
+            br#"{"recipients": [1,]}"#,
+            br#"{"phone_number_id": "1"}"#,
+            br#"[1, 2]"#,
+            b"",
+        ] {
+            assert_eq!(count_recipients(not_counted), None);
         }
     }
 }

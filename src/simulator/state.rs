@@ -1115,6 +1115,8 @@ pub(crate) struct Counters {
     pub hangs: AtomicU64,
     pub hangs_accepted: AtomicU64,
     pub messages_planned: AtomicU64,
+    pub delivered_planned: AtomicU64,
+    pub read_planned: AtomicU64,
     pub statuses_scheduled: AtomicU64,
     pub duplicates_scheduled: AtomicU64,
     pub statuses_posted: AtomicU64,
@@ -1370,6 +1372,8 @@ impl Shared {
             webhooks: WebhookStats {
                 statuses_scheduled: scheduled,
                 duplicates_scheduled: load(&c.duplicates_scheduled),
+                delivered_planned: load(&c.delivered_planned),
+                read_planned: load(&c.read_planned),
                 statuses_posted: load(&c.statuses_posted),
                 statuses_dropped: load(&c.statuses_dropped),
                 statuses_pending: (scheduled + unplanned)
@@ -1683,6 +1687,11 @@ pub struct WebhookStats {
     pub statuses_scheduled: u64,
     /// Of which duplicates.
     pub duplicates_scheduled: u64,
+    /// Messages planned to get a `delivered` status (each counted once, however many copies of
+    /// the status are sent): what a daemon's `delivered_count` must end at.
+    pub delivered_planned: u64,
+    /// Messages planned to get a `read` status (each counted once).
+    pub read_planned: u64,
     /// Statuses in a POST that got a 2xx (counted once, however many attempts it took).
     pub statuses_posted: u64,
     /// Statuses dropped because no webhook URL was set.

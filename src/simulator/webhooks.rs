@@ -291,8 +291,16 @@ impl Sender {
                 ..status("delivered", delivered_at)
             };
             self.schedule(base, delivered_at, m.number, delivered, b);
+            self.shared
+                .counters
+                .delivered_planned
+                .fetch_add(1, Ordering::Relaxed);
             if b.read_ratio > 0.0 && self.rng.random_bool(b.read_ratio) {
                 let read_at = delivered_at + b.read_delay_ms;
+                self.shared
+                    .counters
+                    .read_planned
+                    .fetch_add(1, Ordering::Relaxed);
                 self.schedule(base, read_at, m.number, status("read", read_at), b);
             }
         }

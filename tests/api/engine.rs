@@ -443,3 +443,23 @@ async fn sends_share_a_number_fairly() {
     meta.wait_status(&b, |s| s["status"] == "COMPLETED").await;
     assert_eq!(meta.stats().accepted_total, 320);
 }
+
+#[actix_web::test]
+async fn a_finished_send_leaves_no_actor_behind() {
+    let meta = spawn_with_meta().await;
+    let (_, res) = meta.send_bulk(&welcome(NUMBER_10K, &phones(0, 3))).await;
+    let id = id_of(&res);
+    meta.wait_status(&id, |s| s["status"] == "COMPLETED").await;
+    // The actor goes once the supervisor and the limiter have let go of it, and is not
+    // brought back (actix restarts a supervised actor that stops while still referenced).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while meta.app.engine.live_send_actors() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the finished send's actor is still running"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(meta.app.engine.live_send_actors(), 0);
+}

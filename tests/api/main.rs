@@ -3,18 +3,21 @@
 
 mod accounts;
 mod auth;
+mod bad_input;
 mod bulk_sends;
 mod callbacks;
 mod cli;
 mod client;
 mod engine;
 mod errors;
+mod faults;
 mod health;
 mod helpers;
 mod meta;
 mod metrics;
 mod migrations;
 mod openapi;
+mod outage;
 mod reliability;
 mod sandbox;
 mod send_bulk;
