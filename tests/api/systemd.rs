@@ -130,7 +130,18 @@ async fn notify_ready_watchdog_and_a_clean_drain_on_sigterm() {
     assert!(status.success());
     let exit = actix_web::rt::task::spawn_blocking(move || {
         let stopping = expect_notify(&socket, "STOPPING=1");
-        let exit = daemon.0.wait().unwrap();
+        // A clean stop is bounded (Graph timeout + 5 s, then the HTTP shutdown timeout).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let exit = loop {
+            if let Some(status) = daemon.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
         (stopping, exit)
     })
     .await
