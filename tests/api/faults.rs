@@ -11,7 +11,7 @@
 //! the simulator as a second acceptance, or a 131056 pair-rate refusal).
 //!
 //! CI runs a few hundred recipients; `MINDO_LONG_RELIABILITY=1` runs 5 000 and prints the
-//! figures (see bench/README.md).
+//! figures.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
