@@ -175,6 +175,11 @@ fn spawn_watchdog(state: AppState, every: Duration) {
         let mut ticker = actix_web::rt::time::interval(every.max(Duration::from_millis(100)));
         loop {
             ticker.tick().await;
+            // Once stopping, systemd's stop timeout governs; a ping could even block the
+            // event loop on a notify socket nobody reads any more.
+            if state.draining.load(Ordering::SeqCst) {
+                return;
+            }
             let alive = actix_web::rt::time::timeout(every, state.engine.is_resumed()).await;
             if matches!(alive, Ok(true)) {
                 notify(&[sd_notify::NotifyState::Watchdog]);

@@ -132,6 +132,7 @@ async fn notify_ready_watchdog_and_a_clean_drain_on_sigterm() {
         let stopping = expect_notify(&socket, "STOPPING=1");
         // A clean stop is bounded (Graph timeout + 5 s, then the HTTP shutdown timeout).
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut buf = [0u8; 1024];
         let exit = loop {
             if let Some(status) = daemon.0.try_wait().unwrap() {
                 break status;
@@ -140,7 +141,8 @@ async fn notify_ready_watchdog_and_a_clean_drain_on_sigterm() {
                 Instant::now() < deadline,
                 "the daemon did not stop after SIGTERM"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            // Keep reading, as systemd does: a full notify queue would block the daemon.
+            let _ = socket.recv(&mut buf);
         };
         (stopping, exit)
     })
