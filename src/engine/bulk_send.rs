@@ -29,7 +29,7 @@ use crate::domain::message::BulkStatus;
 use crate::domain::template::TemplateSpec;
 use crate::meta::client::{GraphClient, TemplateMessage};
 use crate::meta::error::{ErrorAction, SendFailure};
-use crate::storage::accounts::{self, NumberOverride};
+use crate::storage::accounts;
 use crate::storage::sends::{self, Outcome, PendingCursor, PendingMessage};
 use crate::storage::StorageError;
 use crate::telemetry;
@@ -53,6 +53,7 @@ pub const MAX_ATTEMPTS: i32 = 8;
 
 /// What a send needs to dispatch, loaded when the actor starts.
 struct SendSetup {
+    phone_row_id: i64,
     phone_number_id: String,
     portfolio_id: String,
     access_token: String,
@@ -204,6 +205,7 @@ impl BulkSendActor {
                     .map(|m| (m.id, m.dispatched_at.unwrap_or(0) + grace_ms))
                     .collect();
                 act.setup = Some(Arc::new(SendSetup {
+                    phone_row_id: number.id,
                     phone_number_id: number.phone_number_id,
                     portfolio_id: account.portfolio_id,
                     access_token: account.access_token,
@@ -697,21 +699,17 @@ impl BulkSendActor {
                 reason: reason.clone(),
             }));
         let now = self.now();
-        let phone_number_id = setup.phone_number_id.clone();
+        let phone_row_id = setup.phone_row_id;
+        let pause = accounts::NumberReport {
+            pause: Some(accounts::NumberPause::Pause(reason.clone())),
+            ..accounts::NumberReport::default()
+        };
+        // Inside the writer's transaction: the same change a webhook's pause makes, keeping the
+        // reason (an operator's `number set --paused false` resumes it).
         let fut = self.ctx.writer.write(move |conn| {
-            accounts::set_number_override(
-                conn,
-                &phone_number_id,
-                &NumberOverride {
-                    throughput_mps: None,
-                    paused: Some(true),
-                },
-                now,
-            )
-            .map_err(|e| match e {
-                accounts::AccountError::Storage(s) => s,
-                other => StorageError::CommitFailed(other.to_string()),
-            })?;
+            if let Some((number, _)) = accounts::number_by_id(conn, phone_row_id)? {
+                accounts::apply_number_report(conn, &number, &pause, now)?;
+            }
             Ok(())
         });
         ctx.spawn(fut.into_actor(self).map(|result, act, _| {

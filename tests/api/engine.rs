@@ -463,3 +463,44 @@ async fn a_finished_send_leaves_no_actor_behind() {
     actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(meta.app.engine.live_send_actors(), 0);
 }
+
+#[actix_web::test]
+async fn a_spam_rate_refusal_pauses_the_number_with_metas_reason() {
+    // Our record says unlimited, Meta's says 250: Meta refuses the 251st with 131048.
+    let meta = spawn_for_quota().await;
+    {
+        use diesel::prelude::*;
+        use mindo_bulk::storage::schema::phone_numbers;
+        let mut conn = meta.app.db.get().unwrap();
+        mindo_bulk::with_backend!(&mut *conn, |c| diesel::update(
+            phone_numbers::table.filter(phone_numbers::phone_number_id.eq(NUMBER_250))
+        )
+        .set(phone_numbers::messaging_limit_tier.eq("TIER_UNLIMITED"))
+        .execute(c))
+        .unwrap();
+    }
+    let (_, res) = meta.send_bulk(&welcome(NUMBER_250, &phones(0, 260))).await;
+    let id = id_of(&res);
+    meta.wait_status(&id, |s| s["sent_count"] == 250).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let number = loop {
+        let mut conn = meta.app.db.get().unwrap();
+        let (number, _) =
+            mindo_bulk::storage::accounts::tenant_number(&mut conn, meta.tenant_id, NUMBER_250)
+                .unwrap()
+                .unwrap();
+        if number.paused {
+            break number;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the number was never paused"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    let reason = number.pause_reason.unwrap_or_default();
+    assert!(reason.contains("131048"), "{reason}");
+    assert!(meta.stats().refusals_by_code.contains_key(&131048));
+    let s = meta.status(&id).await;
+    assert_eq!(s["pending_count"], 10, "{s:#}");
+}
