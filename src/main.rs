@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// mimalloc: the daemon allocates many small, short-lived values (JSON, rows, messages) from
+/// several threads, where it is markedly faster than the system allocator (bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let cli = mindo_bulk::cli::Cli::parse_from(&args);

@@ -7,7 +7,7 @@
 //! Two ways in:
 //! - [`E164::parse`] for what API clients send (`recipients[].phone`): forgiving about punctuation,
 //!   strict about meaning. The number must be in international format and must be valid for its
-//!   country's numbering plan (checked with the `phonenumber` crate, a port of Google's
+//!   country's numbering plan (checked with the `rlibphonenumber` crate, a port of Google's
 //!   libphonenumber), so typos are rejected before they cost a send.
 //! - [`E164::from_wa_id`] for what Meta itself reports (`wa_id`, `recipient_id` in webhooks and send
 //!   responses): digits without `+`, trusted as they are.
@@ -20,7 +20,7 @@
 //!    appear when numbers are copied out of chat apps);
 //! 3. a leading `00` becomes `+`; a number of bare digits is taken as international and gets `+`;
 //! 4. what remains must be `+` followed by ASCII digits only;
-//! 5. parse it with no default region and require `phonenumber::is_valid`;
+//! 5. parse it with no default region and require the library's `is_valid`;
 //! 6. the result is the library's E.164 rendering.
 //!
 //! Argentina's mobile `9` is kept as the numbering plan wants it: `+54 9 223 675-0780` becomes
@@ -28,6 +28,7 @@
 
 use std::fmt;
 
+use rlibphonenumber::{ParseError, PhoneNumber, PhoneNumberFormat};
 use serde::{Deserialize, Serialize};
 
 /// Inputs longer than this many characters (after trimming) are rejected unparsed.
@@ -96,18 +97,12 @@ impl E164 {
             return Err(PhoneError::TooLong);
         }
         let candidate = normalise(trimmed)?;
-        let number = phonenumber::parse(None, &candidate)
+        let number = PhoneNumber::parse(&candidate, None)
             .map_err(|err| PhoneError::Unparseable(describe_parse_error(&err).to_owned()))?;
-        if !phonenumber::is_valid(&number) {
+        if !number.is_valid() {
             return Err(PhoneError::NotValid);
         }
-        let mut formatted = String::with_capacity(MAX_E164_DIGITS + 1);
-        // The library's `Display` can return `fmt::Error`; `to_string()` would panic on that.
-        fmt::Write::write_fmt(
-            &mut formatted,
-            format_args!("{}", number.format().mode(phonenumber::Mode::E164)),
-        )
-        .map_err(|_| PhoneError::NotValid)?;
+        let formatted = number.format_as(PhoneNumberFormat::E164).into_owned();
         if !is_e164_shape(&formatted) {
             // A "valid" number longer than E.164 allows cannot be sent through Meta anyway.
             return Err(PhoneError::TooLong);
@@ -236,14 +231,14 @@ fn normalise(trimmed: &str) -> Result<String, PhoneError> {
 }
 
 /// Our wording for the library's parse errors (its own texts are terse and may change).
-fn describe_parse_error(err: &phonenumber::ParseError) -> &'static str {
-    use phonenumber::ParseError as E;
+fn describe_parse_error(err: &ParseError) -> &'static str {
     match err {
-        E::NoNumber => "no phone number found",
-        E::InvalidCountryCode => "the country calling code does not exist",
-        E::TooShortAfterIdd | E::TooShortNsn => "too few digits after the country calling code",
-        E::TooLong => "too many digits for a phone number",
-        E::MalformedInteger(_) => "malformed digits",
+        ParseError::NotANumber(_) => "no phone number found",
+        ParseError::InvalidCountryCode => "the country calling code does not exist",
+        ParseError::TooShortAfterIdd | ParseError::TooShortNsn => {
+            "too few digits after the country calling code"
+        }
+        ParseError::TooLongNsn => "too many digits for a phone number",
     }
 }
 
