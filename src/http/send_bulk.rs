@@ -410,7 +410,7 @@ async fn create_send(
     state
         .db
         .write(move |conn| {
-            sends::insert_send(conn, &send, &messages, due_at)?;
+            sends::insert_send(conn, &send, messages, due_at)?;
             if let Some(key) = idempotency_key {
                 idempotency::complete(conn, tenant_id, &key, 202, &stored_body)?;
             }

@@ -19,7 +19,7 @@ use crate::with_backend;
 
 /// Rows per multi-row INSERT when creating messages (7 values a row stays far below both
 /// backends' bind-parameter limits).
-const INSERT_CHUNK: usize = 1_000;
+const INSERT_CHUNK: usize = 100;
 
 /// A bulk send as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -192,7 +192,7 @@ impl CounterDelta {
 pub fn insert_send(
     conn: &mut DbConnection,
     send: &NewSend,
-    recipients: &[NewMessage],
+    recipients: Vec<NewMessage>,
     due_at: i64,
 ) -> Result<(), StorageError> {
     let unique = i32::try_from(recipients.len()).unwrap_or(i32::MAX);
@@ -215,28 +215,55 @@ pub fn insert_send(
             bulk_sends::created_at.eq(send.created_at),
         ))
         .execute(conn)?;
-    for (chunk_index, chunk) in recipients.chunks(INSERT_CHUNK).enumerate() {
-        let rows: Vec<_> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let seq = i32::try_from(chunk_index * INSERT_CHUNK + i).unwrap_or(i32::MAX);
-                (
-                    messages::bulk_send_id.eq(&send.id),
-                    messages::seq.eq(seq),
-                    messages::recipient.eq(&m.recipient),
-                    messages::variables.eq(&m.variables),
-                    messages::button_variables.eq(&m.button_variables),
-                    messages::state.eq(MessageState::Pending.as_str()),
-                    messages::next_attempt_at.eq(due_at),
-                )
-            })
-            .collect();
-        with_backend!(conn, |c| diesel::insert_into(messages::table)
-            .values(&rows)
-            .execute(c))?;
+    // Full chunks go in as fixed-size arrays of owned rows: diesel then caches the prepared
+    // statement (a multi-row INSERT of a runtime length is parsed afresh every time, which
+    // costs as much as storing the rows). The rest goes in as one statement of its own length.
+    let mut rows = recipients
+        .into_iter()
+        .enumerate()
+        .map(|(seq, m)| message_row(&send.id, seq, m, due_at));
+    loop {
+        let chunk: Vec<NewMessageRow> = rows.by_ref().take(INSERT_CHUNK).collect();
+        match <[NewMessageRow; INSERT_CHUNK]>::try_from(chunk) {
+            Ok(full) => {
+                with_backend!(conn, |c| diesel::insert_into(messages::table)
+                    .values(full)
+                    .execute(c))?;
+            }
+            Err(rest) => {
+                if !rest.is_empty() {
+                    with_backend!(conn, |c| diesel::insert_into(messages::table)
+                        .values(&rest)
+                        .execute(c))?;
+                }
+                return Ok(());
+            }
+        }
     }
-    Ok(())
+}
+
+/// The columns of one new `messages` row.
+type NewMessageRow = (
+    diesel::dsl::Eq<messages::bulk_send_id, String>,
+    diesel::dsl::Eq<messages::seq, i32>,
+    diesel::dsl::Eq<messages::recipient, String>,
+    diesel::dsl::Eq<messages::variables, String>,
+    diesel::dsl::Eq<messages::button_variables, String>,
+    diesel::dsl::Eq<messages::state, &'static str>,
+    diesel::dsl::Eq<messages::next_attempt_at, i64>,
+);
+
+/// One `messages` row of a new send, `seq` being its position in the request.
+fn message_row(send_id: &str, seq: usize, m: NewMessage, due_at: i64) -> NewMessageRow {
+    (
+        messages::bulk_send_id.eq(send_id.to_owned()),
+        messages::seq.eq(i32::try_from(seq).unwrap_or(i32::MAX)),
+        messages::recipient.eq(m.recipient),
+        messages::variables.eq(m.variables),
+        messages::button_variables.eq(m.button_variables),
+        messages::state.eq(MessageState::Pending.as_str()),
+        messages::next_attempt_at.eq(due_at),
+    )
 }
 
 macro_rules! detail_query {

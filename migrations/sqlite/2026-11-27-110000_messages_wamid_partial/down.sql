@@ -1,0 +1,2 @@
+DROP INDEX messages_wamid;
+CREATE UNIQUE INDEX messages_wamid ON messages (wamid);
