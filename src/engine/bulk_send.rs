@@ -42,6 +42,10 @@ const PAGE: i64 = 1_000;
 const OFFER_TARGET: usize = 1_000;
 /// How long to wait before looking for due messages again when none were due.
 const IDLE_RECHECK_MS: i64 = 200;
+/// Most messages a send has offered, being marked or in flight at once: without a bound, a
+/// number whose pacing is lifted would queue every recipient on the HTTP connection pool
+/// at once (memory, and latency for everything behind them).
+const MAX_OUTSTANDING: usize = 1_000;
 /// Outcomes written in one batch at most.
 const FLUSH_MAX: usize = 1_000;
 /// How long after its grant a message is handed to Meta. Marking it `dispatching` must be
@@ -281,9 +285,16 @@ impl BulkSendActor {
         {
             return;
         }
+        let outstanding = self.offered.len() + self.marking + self.in_flight.len();
+        let room =
+            (OFFER_TARGET - self.offered.len()).min(MAX_OUTSTANDING.saturating_sub(outstanding));
+        if room < MAX_OUTSTANDING / 10 {
+            // Loaded again once answers have freed a useful share.
+            return;
+        }
         self.loading = true;
         let (id, cursor, epoch) = (self.id.clone(), self.cursor, self.cursor_epoch);
-        let limit = PAGE.min((OFFER_TARGET - self.offered.len()) as i64).max(1);
+        let limit = PAGE.min(room as i64);
         let fut = self
             .ctx
             .db
@@ -464,10 +475,14 @@ impl BulkSendActor {
                 ))),
             }
         };
-        ctx.spawn(
-            fut.into_actor(self)
-                .map(move |result, act, ctx| act.on_answer(id, result, ctx)),
-        );
+        // A task of its own, not a future of this actor's context: the context polls every
+        // future it holds whenever any of them wakes, which costs quadratic time with
+        // thousands of calls in flight (most waiting for a pooled connection).
+        let addr = ctx.address();
+        actix_web::rt::spawn(async move {
+            let result = fut.await;
+            addr.do_send(Answer { id, result });
+        });
     }
 
     /// Meta's answer to one message.
@@ -947,6 +962,23 @@ impl Handler<Control> for BulkSendActor {
                 }))
             }
         }
+    }
+}
+
+/// Meta's answer to one message handed to it by [`BulkSendActor::send_one`]. An actor that
+/// stopped meanwhile leaves the message `dispatching`, for the reconciliation.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Answer {
+    id: i64,
+    result: Result<crate::meta::client::Accepted, SendFailure>,
+}
+
+impl Handler<Answer> for BulkSendActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Answer, ctx: &mut Context<Self>) {
+        self.on_answer(msg.id, msg.result, ctx);
     }
 }
 
