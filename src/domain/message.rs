@@ -801,7 +801,7 @@ mod tests {
             let Some(current) = states.get(idx).copied() else {
                 continue;
             };
-            let source = if seed % 3 == 0 {
+            let source = if seed.is_multiple_of(3) {
                 FailureSource::Local
             } else {
                 FailureSource::Meta
