@@ -25,7 +25,7 @@ use mindo_bulk::domain::tier::{ThroughputLevel, Tier};
 use mindo_bulk::simulator::{SimConfig, Simulator};
 use mindo_bulk::startup::{AppState, Application};
 use mindo_bulk::storage::accounts::{set_number_override, NumberOverride};
-use mindo_bulk::storage::tenants;
+use mindo_bulk::storage::{tenants, StorageError};
 use serde_json::{json, Value};
 
 /// mimalloc: the daemon allocates many small, short-lived values (JSON, rows, messages) from
@@ -222,7 +222,11 @@ async fn setup(
     let state = app.state().clone();
     let server = app.server_handle();
     actix_web::rt::spawn(app.run_until_stopped());
-    let created = tenants::create_tenant(&mut *state.db.get()?, "Bench", clock.now_ms())?;
+    let now = clock.now_ms();
+    let created = state
+        .db
+        .run(move |conn| tenants::create_tenant(conn, "Bench", now))
+        .await?;
     let graph = state.config.graph_client();
     for waba in &world.wabas {
         mindo_bulk::sync::add_waba(
@@ -304,17 +308,16 @@ impl Env {
     }
 
     /// Sets a number's operator throughput override.
-    fn set_mps(&self, number: &str, mps: i32) -> anyhow::Result<()> {
-        let mut conn = self.state.db.get()?;
-        set_number_override(
-            &mut conn,
-            number,
-            &NumberOverride {
-                throughput_mps: Some(Some(mps)),
-                paused: None,
-            },
-            SystemClock.now_ms(),
-        )?;
+    async fn set_mps(&self, number: &str, mps: i32) -> anyhow::Result<()> {
+        let (number, now) = (number.to_owned(), SystemClock.now_ms());
+        let overrides = NumberOverride {
+            throughput_mps: Some(Some(mps)),
+            paused: None,
+        };
+        self.state
+            .db
+            .run(move |conn| set_number_override(conn, &number, &overrides, now))
+            .await?;
         Ok(())
     }
 }
@@ -465,7 +468,7 @@ async fn bench_engine(args: &Args) -> anyhow::Result<()> {
     let world = unlimited_world(NUMBERS);
     let env = setup(args, world.clone(), |_| {}).await?;
     for waba in &world.wabas {
-        env.set_mps(&waba.phone_numbers[0].id, 1_000_000)?;
+        env.set_mps(&waba.phone_numbers[0].id, 1_000_000).await?;
     }
     // Let the limiters read the override (they refresh every 2 s).
     actix_web::rt::time::sleep(Duration::from_millis(2_500)).await;
@@ -585,21 +588,28 @@ async fn bench_webhooks(args: &Args) -> anyhow::Result<()> {
         )
         .await?;
     // As if every message had been sent: wamid = "wamid.bench.<id>".
-    {
-        let mut conn = env.state.db.get()?;
-        conn.batch_execute(&format!(
-            "UPDATE messages SET state = 'sent', wamid = 'wamid.bench.' || id WHERE bulk_send_id = '{id}';
-             UPDATE bulk_sends SET pending_count = 0, sent_count = {N}, started_at = 1 WHERE id = '{id}';"
-        ))?;
-    }
     let ids: Vec<i64> = {
         use diesel::prelude::*;
         use mindo_bulk::storage::schema::messages;
-        let mut conn = env.state.db.get()?;
-        mindo_bulk::with_backend!(&mut *conn, |c| messages::table
-            .filter(messages::bulk_send_id.eq(&id))
-            .select(messages::id)
-            .load::<i64>(c))?
+        let id = id.clone();
+        env.state
+            .db
+            .write(move |conn| {
+                diesel::sql_query(format!(
+                    "UPDATE messages SET state = 'sent', wamid = 'wamid.bench.' || id WHERE bulk_send_id = '{id}'"
+                ))
+                .execute(conn)?;
+                diesel::sql_query(format!(
+                    "UPDATE bulk_sends SET pending_count = 0, sent_count = {N}, started_at = 1 WHERE id = '{id}'"
+                ))
+                .execute(conn)?;
+                mindo_bulk::with_backend!(conn, |c| messages::table
+                    .filter(messages::bulk_send_id.eq(&id))
+                    .select(messages::id)
+                    .load::<i64>(c))
+                .map_err(StorageError::from)
+            })
+            .await?
     };
     let secret = env.sim.app_secret().to_owned();
     let batches: Vec<Vec<u8>> = ids
@@ -670,7 +680,7 @@ async fn bench_memory(args: &Args) -> anyhow::Result<()> {
     const PER: u64 = 100_000;
     let env = setup(args, SimConfig::sandbox(), |_| {}).await?;
     // A slow number keeps all of them in flight: the actors run, page and offer.
-    env.set_mps(NUMBER_1000, 5)?;
+    env.set_mps(NUMBER_1000, 5).await?;
     actix_web::rt::time::sleep(Duration::from_millis(2_500)).await;
     let before = rss_bytes();
     let mut ids = Vec::new();

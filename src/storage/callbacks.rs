@@ -246,9 +246,7 @@ pub fn claim(
     lease_until: i64,
 ) -> Result<bool, StorageError> {
     let claimed = diesel::update(
-        callback_events::table
-            .find(id)
-            .filter(callback_events::delivered_at.is_null())
+        undelivered(id)
             .filter(callback_events::failed_at.is_null())
             .filter(callback_events::next_attempt_at.eq(seen_due_at)),
     )
@@ -257,18 +255,22 @@ pub fn claim(
     Ok(claimed == 1)
 }
 
+/// One event, if it is not delivered yet (an attempt's outcome is written only then).
+#[diesel::dsl::auto_type]
+fn undelivered(id: i64) -> _ {
+    callback_events::table
+        .find(id)
+        .filter(callback_events::delivered_at.is_null())
+}
+
 /// The event was delivered (a 2xx answer) at `now_ms`.
 pub fn mark_delivered(conn: &mut DbConnection, id: i64, now_ms: i64) -> Result<(), StorageError> {
-    diesel::update(
-        callback_events::table
-            .find(id)
-            .filter(callback_events::delivered_at.is_null()),
-    )
-    .set((
-        callback_events::attempts.eq(callback_events::attempts + 1),
-        callback_events::delivered_at.eq(now_ms),
-    ))
-    .execute(conn)?;
+    diesel::update(undelivered(id))
+        .set((
+            callback_events::attempts.eq(callback_events::attempts + 1),
+            callback_events::delivered_at.eq(now_ms),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -279,17 +281,13 @@ pub fn mark_retry(
     next_attempt_at: i64,
     error: &str,
 ) -> Result<(), StorageError> {
-    diesel::update(
-        callback_events::table
-            .find(id)
-            .filter(callback_events::delivered_at.is_null()),
-    )
-    .set((
-        callback_events::attempts.eq(callback_events::attempts + 1),
-        callback_events::next_attempt_at.eq(next_attempt_at),
-        callback_events::last_error.eq(clip(error)),
-    ))
-    .execute(conn)?;
+    diesel::update(undelivered(id))
+        .set((
+            callback_events::attempts.eq(callback_events::attempts + 1),
+            callback_events::next_attempt_at.eq(next_attempt_at),
+            callback_events::last_error.eq(clip(error)),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -300,17 +298,13 @@ pub fn mark_given_up(
     now_ms: i64,
     error: &str,
 ) -> Result<(), StorageError> {
-    diesel::update(
-        callback_events::table
-            .find(id)
-            .filter(callback_events::delivered_at.is_null()),
-    )
-    .set((
-        callback_events::attempts.eq(callback_events::attempts + 1),
-        callback_events::failed_at.eq(now_ms),
-        callback_events::last_error.eq(clip(error)),
-    ))
-    .execute(conn)?;
+    diesel::update(undelivered(id))
+        .set((
+            callback_events::attempts.eq(callback_events::attempts + 1),
+            callback_events::failed_at.eq(now_ms),
+            callback_events::last_error.eq(clip(error)),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 
