@@ -116,6 +116,12 @@ pub const QUOTA_WINDOW_MS: i64 = crate::domain::eta::WINDOW_MS;
 /// Meta's pair rate: one message per recipient per 6 s from one number, in milliseconds.
 pub const PAIR_INTERVAL_MS: i64 = 6_000;
 
+/// Added to [`PAIR_INTERVAL_MS`] by the engine's pair rate ([`PairRate::with_margin`]): the
+/// interval is counted from the later of a message's grant and Meta's answer to it, so Meta's
+/// own receipt of the first message (before its answer) and of the next one (after its grant)
+/// are always more than 6 s apart; the margin absorbs Meta counting in coarser steps than ours.
+pub const PAIR_MARGIN_MS: i64 = 500;
+
 /// The most fresh candidates one send examines in one turn of [`DispatchPlanner::plan`].
 pub const SCAN_PER_TURN: usize = 32;
 
@@ -581,6 +587,13 @@ impl PairRate {
     /// Meta's pair rate: one message per recipient per [`PAIR_INTERVAL_MS`].
     pub fn new() -> Self {
         PairRate::with_interval_ms(PAIR_INTERVAL_MS)
+    }
+
+    /// Meta's pair rate with [`PAIR_MARGIN_MS`] of slack: what the engine runs. Each message is
+    /// recorded at its grant and again at Meta's answer ([`PairRate::record`] never shortens a
+    /// wait), so the interval runs from the later of the two.
+    pub fn with_margin() -> Self {
+        PairRate::with_interval_ms(PAIR_INTERVAL_MS + PAIR_MARGIN_MS)
     }
 
     /// A pair rate of one message per `interval_ms` (at least 0) per recipient.
@@ -1756,6 +1769,39 @@ mod tests {
         assert_eq!(status.queued, 98);
         assert_eq!(status.waiting_quota, 0);
         assert!(status.waiting_pair > 0);
+    }
+
+    #[test]
+    fn the_engines_pair_interval_runs_from_metas_answer_with_a_margin() {
+        let base = Instant::now();
+        let mut p = DispatchPlanner::new(
+            ThroughputGate::new(80, DEFAULT_MARGIN),
+            PairRate::with_margin(),
+        );
+        let mut quota = PortfolioQuota::new(None);
+        let same = "+14155550100";
+        p.offer(&"a", candidates(1, [same.to_owned()]));
+        assert_eq!(p.plan(base, T0, &mut quota).grants.len(), 1);
+        // The first send's pipeline was slow: Meta answered 800 ms after the grant.
+        p.pair_rate_mut().record(same, T0 + 800);
+        p.offer(&"b", candidates(2, [same.to_owned()]));
+        let interval = PAIR_INTERVAL_MS + PAIR_MARGIN_MS;
+        for t in [6_000, interval, 800 + interval - 1] {
+            let plan = p.plan(base + ms(t as u64), T0 + t, &mut quota);
+            assert!(
+                plan.grants.is_empty(),
+                "granted {t} ms after the first grant"
+            );
+        }
+        let t = 800 + interval;
+        let plan = p.plan(base + ms(t as u64), T0 + t, &mut quota);
+        assert_eq!(plan.grants.len(), 1);
+        // An answer never shortens a wait: one from before the grant changes nothing.
+        p.pair_rate_mut().record(same, T0 + t - 2_000);
+        assert_eq!(
+            p.pair_rate().allowed_at(same, T0 + t),
+            Some(T0 + t + interval)
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::domain::template::TemplateSpec;
 use crate::meta::client::{GraphClient, TemplateMessage};
 use crate::meta::error::{ErrorAction, SendFailure};
 use crate::storage::accounts;
-use crate::storage::sends::{self, Outcome, PendingCursor, PendingMessage};
+use crate::storage::sends::{self, DispatchMarks, Outcome, PendingCursor, PendingMessage};
 use crate::storage::StorageError;
 use crate::telemetry;
 
@@ -98,6 +98,8 @@ pub struct BulkSendActor {
     in_flight: HashMap<i64, InFlight>,
     /// Outcomes not yet written.
     outcomes: Vec<(i64, Outcome)>,
+    /// Recipients whose message Meta answered since the limiter was last told.
+    answered: Vec<String>,
     flushing: bool,
     /// Messages with an unknown outcome: (id, when the grace period ends).
     unknown: Vec<(i64, i64)>,
@@ -144,6 +146,7 @@ impl BulkSendActor {
             marking: 0,
             in_flight: HashMap::new(),
             outcomes: Vec::new(),
+            answered: Vec::new(),
             flushing: false,
             unknown: Vec::new(),
             paused: false,
@@ -229,6 +232,37 @@ impl BulkSendActor {
                 ctx.stop();
             }
         }));
+    }
+
+    /// Takes the stored pause, cancel and stop flags (the database refused to mark messages of
+    /// this send). A control handled while the row is read is fresher and wins.
+    fn follow_stored_flags(&mut self, ctx: &mut Context<Self>) {
+        self.withdraw();
+        let id = self.id.clone();
+        let generation = self.control_generation;
+        let fut = self.ctx.db.run(move |conn| sends::load_send(conn, &id));
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(Some(send)) => {
+                        if act.control_generation == generation {
+                            act.paused = send.paused;
+                            act.cancelled = send.status() == BulkStatus::Cancelled;
+                        }
+                        if let Some(reason) = send.failure_reason {
+                            act.stopped = true;
+                            act.stop_reason = Some(reason);
+                        }
+                        act.settle_if_done(ctx);
+                    }
+                    Ok(None) => act.retire(ctx),
+                    Err(err) => {
+                        tracing::warn!(bulk_send_id = %act.id, error = %err,
+                    "Reading a send's flags failed; the actor restarts from the database.");
+                        ctx.stop();
+                    }
+                }),
+        );
     }
 
     fn grace_ms(&self) -> i64 {
@@ -374,7 +408,13 @@ impl BulkSendActor {
             .writer
             .write(move |conn| sends::mark_dispatching(conn, &id, &portfolio, &marks, now));
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(marked) => {
+            Ok(DispatchMarks::Held) => {
+                // The stored send is paused, cancelled or stopped by a change this actor has
+                // not followed yet: nothing was marked; take the stored flags.
+                act.marking -= granted.len();
+                act.follow_stored_flags(ctx);
+            }
+            Ok(DispatchMarks::Marked(marked)) => {
                 let marked: std::collections::HashSet<i64> = marked.into_iter().collect();
                 let count = granted.len();
                 let batch: Vec<PendingMessage> = granted
@@ -495,6 +535,7 @@ impl BulkSendActor {
         let Some(flight) = self.in_flight.remove(&id) else {
             return;
         };
+        self.answered.push(flight.recipient.clone());
         let now = self.now();
         let failure = match result {
             Ok(accepted) => {
@@ -609,6 +650,13 @@ impl BulkSendActor {
 
     /// Writes the outcomes gathered so far in one job.
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.answered.is_empty() {
+            // The pair rate counts from Meta's answer when it came after the grant.
+            self.limiter.do_send(LimiterCall::Answered {
+                recipients: std::mem::take(&mut self.answered),
+                at_ms: self.now(),
+            });
+        }
         if self.flushing || self.outcomes.is_empty() {
             return;
         }
@@ -684,19 +732,22 @@ impl BulkSendActor {
         self.unknown = still;
     }
 
-    /// Pauses this send on its own (a paused template).
+    /// Pauses this send on its own (a paused template). A pause already stored (the client's)
+    /// keeps its reason, so the template's approval does not resume it.
     fn pause_self(&mut self, reason: String, ctx: &mut Context<Self>) {
         if self.paused {
             return;
         }
         self.paused = true;
+        self.control_generation += 1;
         self.withdraw();
         let id = self.id.clone();
         let fut = self
             .ctx
             .writer
-            .write(move |conn| sends::set_paused(conn, &id, true, Some(&reason)));
+            .write(move |conn| sends::pause_unless_paused(conn, &id, &reason));
         ctx.spawn(fut.into_actor(self).map(|result, act, _| {
+            act.control_generation += 1;
             if let Err(err) = result {
                 tracing::warn!(bulk_send_id = %act.id, error = %err, "Recording a pause failed.");
             }
@@ -932,6 +983,8 @@ impl Handler<Control> for BulkSendActor {
                     .writer
                     .write(move |conn| sends::cancel_send(conn, &id, now));
                 Box::pin(fut.into_actor(self).map(|result, act, ctx| {
+                    // A load that began before this commit read the row without it.
+                    act.control_generation += 1;
                     let done = result?;
                     act.settle_if_done(ctx);
                     Ok(if done {
@@ -956,7 +1009,9 @@ impl Handler<Control> for BulkSendActor {
                 let fut = self.ctx.writer.write(move |conn| {
                     sends::set_paused(conn, &id, pause, pause.then_some("paused by the client"))
                 });
-                Box::pin(fut.into_actor(self).map(|result, _, _| {
+                Box::pin(fut.into_actor(self).map(|result, act, _| {
+                    // A load that began before this commit read the row without it.
+                    act.control_generation += 1;
                     result?;
                     Ok(ControlOutcome::Done)
                 }))

@@ -62,6 +62,9 @@ pub struct TemplateChange {
     pub effect: TemplateEffect,
     /// The `pause_reason` (pause) or failure reason (stop) given to the sends.
     pub reason: String,
+    /// When Meta says it happened (`entry[].time`), unix ms: an event older than the one behind
+    /// a template's stored status is stale and changes nothing.
+    pub event_at_ms: Option<i64>,
 }
 
 /// A change to some numbers.
@@ -89,6 +92,8 @@ pub struct IngestOutcome {
     pub numbers: Vec<i64>,
     /// Template and number changes naming nothing registered here.
     pub unmatched: usize,
+    /// Template changes older than the template's stored status, ignored.
+    pub stale: usize,
     /// Inbound contacts created or moved forward.
     pub inbound: usize,
 }
@@ -253,6 +258,7 @@ fn template_change(t: &webhook::TemplateStatusUpdate) -> TemplateChange {
         status: t.event.stored_status(),
         effect,
         reason,
+        event_at_ms: seconds_to_ms(t.time),
     }
 }
 
@@ -318,8 +324,15 @@ fn apply_template_change(
         TemplateEffect::Informational => None,
     };
     for template in templates {
+        if template.is_stale_event(change.event_at_ms) {
+            tracing::info!(template = %template.name, language = %template.language,
+                reason = %change.reason, "A template status update older than the stored status is ignored.");
+            outcome.stale += 1;
+            continue;
+        }
         if let Some(status) = change.status {
-            if accounts::set_template_status(conn, template.id, status, now_ms)? {
+            if accounts::set_template_status(conn, template.id, status, change.event_at_ms, now_ms)?
+            {
                 tracing::info!(template = %template.name, language = %template.language, %status,
                     "Meta changed a template's status.");
             }

@@ -20,6 +20,7 @@ use super::EngineContext;
 use crate::domain::eta::WINDOW_MS;
 use crate::domain::pacing::{
     Candidate, DispatchPlanner, NextPlan, PairRate, PauseReason, PortfolioQuota, ThroughputGate,
+    PAIR_INTERVAL_MS, PAIR_MARGIN_MS,
 };
 use crate::storage::accounts;
 use crate::storage::sends;
@@ -29,8 +30,6 @@ use crate::telemetry::{self, LimiterWait, QueuedGauge};
 const TICK: Duration = Duration::from_millis(5);
 /// How often the number's settings are read back from the database.
 const SETTINGS_REFRESH: Duration = Duration::from_secs(2);
-/// Pair-rate interval (Meta: one message per recipient per 6 s).
-const PAIR_INTERVAL_MS: i64 = 6_000;
 
 /// A portfolio's quota, shared by the limiters of its numbers.
 #[derive(Debug)]
@@ -91,6 +90,12 @@ pub enum LimiterCall {
         send_id: String,
     },
     Feedback(Feedback),
+    /// Meta answered messages to these recipients by `at_ms`: their pair interval runs from
+    /// then (it already runs from their grant; the later of the two counts).
+    Answered {
+        recipients: Vec<String>,
+        at_ms: i64,
+    },
     /// The number's row changed (a webhook): read it back now rather than at the next
     /// periodic refresh.
     Refresh,
@@ -121,10 +126,7 @@ impl PhoneLimiter {
             phone_row_id,
             ctx,
             quotas,
-            planner: DispatchPlanner::new(
-                ThroughputGate::new(0, margin),
-                PairRate::with_interval_ms(PAIR_INTERVAL_MS),
-            ),
+            planner: DispatchPlanner::new(ThroughputGate::new(0, margin), PairRate::with_margin()),
             quota: None,
             grants_to: HashMap::new(),
             paused_in_db: false,
@@ -196,10 +198,11 @@ impl PhoneLimiter {
         };
         self.quota = Some(shared.clone());
         let now = self.ctx.clock.now_ms();
+        let pair_interval = PAIR_INTERVAL_MS + PAIR_MARGIN_MS;
         let since = if must_load {
             now - WINDOW_MS
         } else {
-            now - PAIR_INTERVAL_MS
+            now - pair_interval
         };
         let fut = self
             .ctx
@@ -210,7 +213,7 @@ impl PhoneLimiter {
                 .map(move |result, act, ctx| match result {
                     Ok(entries) => {
                         for (recipient, at) in &entries {
-                            if *at > now - PAIR_INTERVAL_MS {
+                            if *at > now - pair_interval {
                                 act.planner.pair_rate_mut().record(recipient, *at);
                             }
                         }
@@ -345,6 +348,12 @@ impl Handler<LimiterCall> for PhoneLimiter {
                 until_ms,
             }) => {
                 self.planner.pair_rate_mut().penalize(&recipient, until_ms);
+            }
+            LimiterCall::Answered { recipients, at_ms } => {
+                let pair = self.planner.pair_rate_mut();
+                for recipient in &recipients {
+                    pair.record(recipient, at_ms);
+                }
             }
             LimiterCall::Feedback(Feedback::PauseNumber { reason }) => {
                 tracing::warn!(phone_row_id = self.phone_row_id, %reason, "The number is paused.");

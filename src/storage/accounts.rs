@@ -96,6 +96,18 @@ pub struct Template {
     pub components: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The time (unix ms) of the newest Meta event (webhook or sync read) behind `status`;
+    /// `None` until one is known. An event older than this is stale and not applied.
+    pub status_event_at: Option<i64>,
+}
+
+impl Template {
+    /// Whether a status event at `event_at_ms` is older than the one behind the stored status
+    /// (Meta may deliver template events late or reordered). Events without a time, and events
+    /// as old as the stored one (Meta's times are whole seconds), are applied in arrival order.
+    pub fn is_stale_event(&self, event_at_ms: Option<i64>) -> bool {
+        matches!((event_at_ms, self.status_event_at), (Some(at), Some(last)) if at < last)
+    }
 }
 
 /// Why an account operation could not be done.
@@ -264,10 +276,23 @@ fn store_templates(
         .set((
             templates::meta_template_id.eq(&t.id),
             templates::category.eq(&t.category),
-            templates::status.eq(&t.status),
             templates::parameter_format.eq(&format),
             templates::components.eq(&components),
             templates::updated_at.eq(now_ms),
+        ))
+        .execute(conn)?;
+        // What the sync read is the status as of now: a webhook event older than this read is
+        // stale when it arrives later.
+        diesel::update(
+            templates::table
+                .filter(templates::business_account_id.eq(account_id))
+                .filter(templates::name.eq(&t.name))
+                .filter(templates::language.eq(&t.language))
+                .filter(templates::status.ne(&t.status)),
+        )
+        .set((
+            templates::status.eq(&t.status),
+            templates::status_event_at.eq(now_ms),
         ))
         .execute(conn)?;
         if updated == 0 {
@@ -509,13 +534,21 @@ pub fn templates_for_event(
     }
 }
 
-/// Sets a template's status; returns whether it changed.
+/// Sets a template's status from a Meta event at `event_at_ms` (kept as the time behind the
+/// status, when given); returns whether the status changed. The caller has checked that the
+/// event is not stale ([`Template::is_stale_event`]).
 pub fn set_template_status(
     conn: &mut DbConnection,
     template_id: i64,
     status: &str,
+    event_at_ms: Option<i64>,
     now_ms: i64,
 ) -> Result<bool, StorageError> {
+    if let Some(at) = event_at_ms {
+        diesel::update(templates::table.find(template_id))
+            .set(templates::status_event_at.eq(at))
+            .execute(conn)?;
+    }
     let changed = diesel::update(
         templates::table
             .find(template_id)

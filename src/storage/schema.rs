@@ -68,6 +68,7 @@ diesel::table! {
         components -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        status_event_at -> Nullable<BigInt>,
     }
 }
 

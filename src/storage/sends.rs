@@ -567,16 +567,36 @@ pub fn refresh_status(
     Ok(Some(status))
 }
 
+/// What [`mark_dispatching`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchMarks {
+    /// The ids that were still pending and are now `dispatching` (only those may be sent).
+    Marked(Vec<i64>),
+    /// Nothing was marked: the stored send is paused, cancelled or stopped (a control or a
+    /// webhook the caller has not seen yet), or gone.
+    Held,
+}
+
 /// Marks granted messages `dispatching` (attempt counted, time noted) before their HTTP
 /// calls, records their recipients in the portfolio's quota ledger, and marks the send
-/// started. Returns the ids that were still pending (only those may be sent).
+/// started.
+///
+/// The stored send decides, in the same transaction: if it is paused, cancelled or stopped,
+/// nothing is marked. An actor's in-memory flags can lag behind a control or webhook whose
+/// write is committing while the actor reads the row; the database cannot.
 pub fn mark_dispatching(
     conn: &mut DbConnection,
     send_id: &str,
     portfolio_id: &str,
     granted: &[(i64, String)],
     now_ms: i64,
-) -> Result<Vec<i64>, StorageError> {
+) -> Result<DispatchMarks, StorageError> {
+    let Some(send) = load_send(conn, send_id)? else {
+        return Ok(DispatchMarks::Held);
+    };
+    if send.paused || send.failure_reason.is_some() || send.status() == BulkStatus::Cancelled {
+        return Ok(DispatchMarks::Held);
+    }
     let mut marked = Vec::with_capacity(granted.len());
     for (id, recipient) in granted {
         let moved = diesel::update(message_in_state(*id, MessageState::Pending.as_str()))
@@ -601,7 +621,7 @@ pub fn mark_dispatching(
     if started > 0 {
         refresh_status(conn, send_id, now_ms)?;
     }
-    Ok(marked)
+    Ok(DispatchMarks::Marked(marked))
 }
 
 fn record_quota(

@@ -224,7 +224,17 @@ async fn the_pair_rate_holds_a_recipient_across_two_sends() {
         1,
         "held by the pair rate"
     );
+    // Meta's 6 s, counted from its answer to the first message, plus the engine's margin.
     meta.app.clock.advance_ms(6_000);
+    settle().await;
+    assert_eq!(
+        meta.status(&b).await["pending_count"],
+        1,
+        "6 s are not enough"
+    );
+    meta.app
+        .clock
+        .advance_ms(mindo_bulk::domain::pacing::PAIR_MARGIN_MS);
     meta.wait_status(&b, |s| s["status"] == "COMPLETED").await;
     let stats = meta.stats();
     assert_eq!(stats.accepted_by_recipient[&same[0]], 2);
@@ -330,6 +340,43 @@ async fn a_disabled_template_stops_the_send() {
     assert_eq!(meta.stats().accepted_total, 0);
 }
 
+/// The race behind a client's pause overwritten by `template_paused:`: an actor that read its
+/// send's row just before the client's pause committed believed the send was running. Whatever
+/// an actor believes, the database marks nothing of a paused, cancelled or stopped send.
+#[actix_web::test]
+async fn no_message_of_a_paused_or_cancelled_send_can_be_marked_dispatching() {
+    use mindo_bulk::storage::sends::{self, DispatchMarks};
+    let meta = spawn_with_meta().await;
+    let mut ids = Vec::new();
+    for action in ["pause", "cancel"] {
+        let mut body = welcome(NUMBER_10K, &phones(0, 3));
+        body["scheduled_at"] = json!("2026-01-01T01:00:00Z");
+        let (_, res) = meta.send_bulk(&body).await;
+        let id = id_of(&res);
+        assert_eq!(control(&meta, &id, action).await.0, 200);
+        ids.push(id);
+    }
+    let now = meta.app.clock.now_ms();
+    let mut conn = meta.app.db.get().unwrap();
+    for id in &ids {
+        let (_, rows) = sends::messages_page(&mut conn, id, None, 0, 10).unwrap();
+        let marks: Vec<(i64, String)> = rows.iter().map(|m| (m.id, m.recipient.clone())).collect();
+        let held = sends::mark_dispatching(&mut conn, id, "102938475610002", &marks, now).unwrap();
+        assert_eq!(held, DispatchMarks::Held);
+    }
+    drop(conn);
+    let paused = meta.status(&ids[0]).await;
+    assert_eq!(
+        (
+            paused["pending_count"].as_u64(),
+            paused["pause_reason"].as_str()
+        ),
+        (Some(3), Some("paused by the client"))
+    );
+    assert_eq!(meta.status(&ids[1]).await["cancelled_count"], 3);
+    assert_eq!(meta.stats().accepted_total, 0);
+}
+
 /// A crash with messages in `dispatching`: some had reached Meta (their webhooks arrive after
 /// the restart), some had not. After the restart nothing is sent twice.
 async fn restart_with_messages_in_flight(policy_fail: bool) {
@@ -358,8 +405,18 @@ async fn restart_with_messages_in_flight(policy_fail: bool) {
         .iter()
         .map(|m| (m.id, m.recipient.clone()))
         .collect();
-    mindo_bulk::storage::sends::mark_dispatching(&mut conn, &id, "102938475610002", &marks, now)
-        .unwrap();
+    let marked = mindo_bulk::storage::sends::mark_dispatching(
+        &mut conn,
+        &id,
+        "102938475610002",
+        &marks,
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        marked,
+        mindo_bulk::storage::sends::DispatchMarks::Marked(marks.iter().map(|m| m.0).collect())
+    );
     drop(conn);
     let graph = mindo_bulk::config::Config {
         graph_url: meta.sim.base_url().to_owned(),

@@ -589,6 +589,55 @@ async fn a_paused_template_pauses_its_sends_and_approval_resumes_only_those() {
     assert_eq!(meta.stats().accepted_total, 300);
 }
 
+/// A `message_template_status_update` for `welcome_message` (es) of `WABA_250`, at unix second `at`.
+fn template_event(event: &str, at: i64) -> Value {
+    let mut body = notification(
+        WABA_250,
+        "message_template_status_update",
+        json!({"event": event, "message_template_id": 0, "message_template_name": "welcome_message",
+               "message_template_language": "es", "reason": "NONE"}),
+    );
+    body["entry"][0]["time"] = json!(at);
+    body
+}
+
+#[actix_web::test]
+async fn template_events_delivered_late_or_reordered_never_override_a_newer_status() {
+    let meta = spawn_for_quota().await;
+    let running = send_over_quota(&meta).await;
+
+    meta.notify(&template_event("PAUSED", T0 + 10)).await;
+    let s = meta.status(&running).await;
+    assert_eq!(
+        (s["paused"].as_bool(), s["template"]["status"].as_str()),
+        (Some(true), Some("PAUSED"))
+    );
+    meta.notify(&template_event("APPROVED", T0 + 30)).await;
+    // Delivered after the approval but older than it: stale.
+    meta.notify(&template_event("PAUSED", T0 + 20)).await;
+    let s = meta.status(&running).await;
+    assert_eq!(s["template"]["status"], "APPROVED", "{s:#}");
+    assert_eq!(s["paused"], false, "{s:#}");
+
+    // The quota window frees up and the send finishes: the stale pause held nothing back.
+    meta.app.clock.advance_ms(24 * HOUR_MS + 1_000);
+    let s = meta
+        .wait_status(&running, |s| s["status"] == "COMPLETED")
+        .await;
+    assert_eq!(s["sent_count"], 300);
+
+    // A newer event still applies, and an event of the same second as the stored one too.
+    meta.notify(&template_event("PAUSED", T0 + 40)).await;
+    meta.notify(&template_event("APPROVED", T0 + 40)).await;
+    let s = meta.status(&running).await;
+    assert_eq!(s["template"]["status"], "APPROVED", "{s:#}");
+    meta.notify(&template_event("DISABLED", T0 + 41)).await;
+    assert_eq!(
+        meta.status(&running).await["template"]["status"],
+        "DISABLED"
+    );
+}
+
 #[actix_web::test]
 async fn a_disabled_template_stops_a_running_send() {
     let meta = spawn_for_quota().await;
