@@ -7,11 +7,15 @@
 //! # database is created through this URL and dropped after):
 //! cargo run --release --bin mindo-bench -- --postgres postgres://postgres@127.0.0.1/test
 //! cargo run --release --bin mindo-bench -- --only create,limiter
+//! # every benchmark at a tenth of its size: a smoke run (CI), not figures to record
+//! cargo run --release --bin mindo-bench -- --quick --postgres postgres://postgres@127.0.0.1/test
 //! ```
 //!
 //! Each benchmark gets a fresh database and a fresh in-process simulator and daemon (the same
 //! code as `serve`, on the wall clock). CPU time is the whole process's (daemon and simulator
-//! together), from `getrusage`.
+//! together), from `getrusage`. Each benchmark stops its daemon (HTTP server, engine, the
+//! simulator's webhooks) and waits for it before its scratch database is dropped, so a run prints
+//! no errors of its own teardown.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +45,19 @@ struct Args {
     postgres: Option<String>,
     only: Option<Vec<String>>,
     limiter_secs: u64,
+    /// Sizes divided by 10 (limiter runs 3 s): a smoke run, not figures.
+    quick: bool,
+}
+
+impl Args {
+    /// `n`, or a tenth of it in a quick run.
+    fn size(&self, n: u64) -> u64 {
+        if self.quick {
+            (n / 10).max(1)
+        } else {
+            n
+        }
+    }
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -48,6 +65,7 @@ fn parse_args() -> anyhow::Result<Args> {
         postgres: None,
         only: None,
         limiter_secs: 30,
+        quick: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -61,6 +79,10 @@ fn parse_args() -> anyhow::Result<Args> {
                         .map(str::to_owned)
                         .collect(),
                 )
+            }
+            "--quick" => {
+                args.quick = true;
+                args.limiter_secs = 3;
             }
             "--limiter-secs" => {
                 args.limiter_secs = it
@@ -256,8 +278,8 @@ async fn setup(
 
 impl Drop for Env {
     fn drop(&mut self) {
-        // The daemon's HTTP server and engine stop with the benchmark that used them, and
-        // the simulator stops posting webhooks to it.
+        // A benchmark that failed half-way: stop what is left without waiting (its scratch
+        // database may go before the last of it, which only a failed run can show).
         self.sim.set_webhook_url(None);
         drop(self.server.stop(false));
         self.state.engine.stop();
@@ -265,6 +287,23 @@ impl Drop for Env {
 }
 
 impl Env {
+    /// Stops the daemon and waits for it, then drops the scratch database: the simulator posts
+    /// no more webhooks, the HTTP server closes, the engine drains (calls in flight finish)
+    /// and its actors stop. Dropping the database under a running daemon filled the log with
+    /// "database … does not exist" errors.
+    async fn finish(self) {
+        self.sim.set_webhook_url(None);
+        self.server.stop(true).await;
+        self.state.engine.drain(Duration::from_secs(20)).await;
+        self.state.engine.stop();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.state.engine.live_send_actors() > 0 && Instant::now() < deadline {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The engine's arbiters end their last tasks after the actors stop.
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+
     async fn status(&self, id: &str) -> anyhow::Result<Value> {
         let mut res = self
             .http
@@ -372,7 +411,7 @@ async fn bench_create(args: &Args) -> anyhow::Result<()> {
     // Scheduled far ahead: the engine does not dispatch, only creation is measured.
     let later = chrono::Utc::now() + chrono::Duration::days(20);
     let extra = json!({"scheduled_at": later.format("%Y-%m-%dT%H:%M:%SZ").to_string()});
-    for n in [10_000u64, 100_000] {
+    for n in [args.size(10_000), args.size(100_000)] {
         let mut times = Vec::new();
         for run in 0..5 {
             // The body is built before the clock starts: only the daemon's work is timed.
@@ -391,6 +430,7 @@ async fn bench_create(args: &Args) -> anyhow::Result<()> {
                 .join(", ")
         );
     }
+    env.finish().await;
     Ok(())
 }
 
@@ -427,6 +467,7 @@ async fn bench_limiter(args: &Args, number: &str, cap: u64) -> anyhow::Result<()
         numbers.max_accepted_in_1s,
         stats.refusals_by_code
     );
+    env.finish().await;
     Ok(())
 }
 
@@ -464,7 +505,7 @@ fn unlimited_world(n: usize) -> SimConfig {
 /// endpoint with wrk, and CPU time per message.
 async fn bench_engine(args: &Args) -> anyhow::Result<()> {
     const NUMBERS: usize = 4;
-    const TOTAL: u64 = 50_000;
+    let total = args.size(50_000);
     let world = unlimited_world(NUMBERS);
     let env = setup(args, world.clone(), |_| {}).await?;
     for waba in &world.wabas {
@@ -472,7 +513,7 @@ async fn bench_engine(args: &Args) -> anyhow::Result<()> {
     }
     // Let the limiters read the override (they refresh every 2 s).
     actix_web::rt::time::sleep(Duration::from_millis(2_500)).await;
-    let per = TOTAL / NUMBERS as u64;
+    let per = total / NUMBERS as u64;
     let bodies: Vec<Vec<u8>> = world
         .wabas
         .iter()
@@ -513,18 +554,19 @@ async fn bench_engine(args: &Args) -> anyhow::Result<()> {
     let cpu = cpu_seconds() - cpu0;
     let stats = env.sim.stats();
     println!(
-        "engine  {TOTAL} recipients on {NUMBERS} numbers: {:.0} msg/s from the first 202 to the last message accepted by Meta and recorded ({elapsed:.2} s; the {NUMBERS} requests took {created:.2} s); accepted {}, double sends {}; CPU {:.1} µs/message (daemon + simulator + webhooks)",
-        TOTAL as f64 / elapsed,
+        "engine  {total} recipients on {NUMBERS} numbers: {:.0} msg/s from the first 202 to the last message accepted by Meta and recorded ({elapsed:.2} s; the {NUMBERS} requests took {created:.2} s); accepted {}, double sends {}; CPU {:.1} µs/message (daemon + simulator + webhooks)",
+        total as f64 / elapsed,
         stats.accepted_total,
         stats.recipients_accepted_more_than_once,
-        cpu / TOTAL as f64 * 1e6
+        cpu / total as f64 * 1e6
     );
     if let Some(raw) = raw_ceiling(&env, &world).await {
         println!(
             "ratio   engine / raw HTTP ceiling: {:.2}",
-            TOTAL as f64 / elapsed / raw
+            total as f64 / elapsed / raw
         );
     }
+    env.finish().await;
     Ok(())
 }
 
@@ -576,14 +618,14 @@ async fn raw_ceiling(env: &Env, world: &SimConfig) -> Option<f64> {
 /// Benchmark 4: Webhook ingestion: `delivered` updates applied durably per second, 100 per POST,
 /// concurrent posters.
 async fn bench_webhooks(args: &Args) -> anyhow::Result<()> {
-    const N: u64 = 100_000;
+    let n_updates = args.size(100_000);
     const POSTERS: usize = 8;
     let env = setup(args, SimConfig::sandbox(), |_| {}).await?;
     let later = chrono::Utc::now() + chrono::Duration::days(20);
     let id = env
         .send(
             NUMBER_1000,
-            &phones(0, N),
+            &phones(0, n_updates),
             json!({"scheduled_at": later.format("%Y-%m-%dT%H:%M:%SZ").to_string()}),
         )
         .await?;
@@ -600,7 +642,7 @@ async fn bench_webhooks(args: &Args) -> anyhow::Result<()> {
                 ))
                 .execute(conn)?;
                 diesel::sql_query(format!(
-                    "UPDATE bulk_sends SET pending_count = 0, sent_count = {N}, started_at = 1 WHERE id = '{id}'"
+                    "UPDATE bulk_sends SET pending_count = 0, sent_count = {n_updates}, started_at = 1 WHERE id = '{id}'"
                 ))
                 .execute(conn)?;
                 mindo_bulk::with_backend!(conn, |c| messages::table
@@ -666,18 +708,19 @@ async fn bench_webhooks(args: &Args) -> anyhow::Result<()> {
     let cpu = cpu_seconds() - cpu0;
     let s = env.status(&id).await?;
     println!(
-        "webhook {N} delivered updates, 100 per POST, {POSTERS} posters: {:.0} updates/s applied durably ({elapsed:.2} s); failed POSTs {failures}; delivered_count {}; CPU {:.1} µs/update",
-        N as f64 / elapsed,
+        "webhook {n_updates} delivered updates, 100 per POST, {POSTERS} posters: {:.0} updates/s applied durably ({elapsed:.2} s); failed POSTs {failures}; delivered_count {}; CPU {:.1} µs/update",
+        n_updates as f64 / elapsed,
         s["delivered_count"],
-        cpu / N as f64 * 1e6
+        cpu / n_updates as f64 * 1e6
     );
+    env.finish().await;
     Ok(())
 }
 
 /// Benchmark 5: Memory: RSS growth per in-flight recipient with 10 sends of 100 000 running.
 async fn bench_memory(args: &Args) -> anyhow::Result<()> {
     const SENDS: u64 = 10;
-    const PER: u64 = 100_000;
+    let per = args.size(100_000);
     let env = setup(args, SimConfig::sandbox(), |_| {}).await?;
     // A slow number keeps all of them in flight: the actors run, page and offer.
     env.set_mps(NUMBER_1000, 5).await?;
@@ -686,7 +729,7 @@ async fn bench_memory(args: &Args) -> anyhow::Result<()> {
     let mut ids = Vec::new();
     for i in 0..SENDS {
         ids.push(
-            env.send(NUMBER_1000, &phones(i * PER, PER), json!({}))
+            env.send(NUMBER_1000, &phones(i * per, per), json!({}))
                 .await?,
         );
     }
@@ -697,10 +740,11 @@ async fn bench_memory(args: &Args) -> anyhow::Result<()> {
         pending += env.status(id).await?["pending_count"].as_u64().unwrap_or(0);
     }
     println!(
-        "memory  {SENDS} sends × {PER} recipients in flight ({pending} pending): RSS {:.1} MiB → {:.1} MiB, {:.0} B per in-flight recipient",
+        "memory  {SENDS} sends × {per} recipients in flight ({pending} pending): RSS {:.1} MiB → {:.1} MiB, {:.0} B per in-flight recipient",
         before as f64 / 1048576.0,
         after as f64 / 1048576.0,
-        after.saturating_sub(before) as f64 / (SENDS * PER) as f64
+        after.saturating_sub(before) as f64 / (SENDS * per) as f64
     );
+    env.finish().await;
     Ok(())
 }

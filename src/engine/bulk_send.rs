@@ -117,10 +117,13 @@ pub struct BulkSendActor {
     /// once nothing is in flight and every outcome is written.
     draining: bool,
     drain_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
-    /// Bumped by every control request: a load that overlapped one keeps the in-memory
-    /// pause and cancel flags (the control's write may not have been committed when the load
-    /// read the row).
+    /// Bumped by every control request and webhook effect, and again when a control's write
+    /// commits: a read of the row that overlapped one keeps the in-memory pause and cancel
+    /// flags ([`BulkSendActor::stored_flags_apply`]).
     control_generation: u64,
+    /// Control writes (pause, resume, cancel) not yet committed. While one is, the stored
+    /// flags are older than the in-memory ones.
+    control_writes: usize,
 }
 
 impl BulkSendActor {
@@ -159,6 +162,7 @@ impl BulkSendActor {
             draining: false,
             drain_waiters: Vec::new(),
             control_generation: 0,
+            control_writes: 0,
         }
     }
 
@@ -199,7 +203,7 @@ impl BulkSendActor {
                     }
                 };
                 // A control request handled while this was read is fresher than the row.
-                if act.control_generation == generation {
+                if act.stored_flags_apply(generation) {
                     act.paused = send.paused;
                     act.cancelled = send.status() == BulkStatus::Cancelled;
                 }
@@ -245,7 +249,7 @@ impl BulkSendActor {
             fut.into_actor(self)
                 .map(move |result, act, ctx| match result {
                     Ok(Some(send)) => {
-                        if act.control_generation == generation {
+                        if act.stored_flags_apply(generation) {
                             act.paused = send.paused;
                             act.cancelled = send.status() == BulkStatus::Cancelled;
                         }
@@ -263,6 +267,26 @@ impl BulkSendActor {
                     }
                 }),
         );
+    }
+
+    /// Whether a read of the send's row that began at `generation` may replace the in-memory
+    /// pause and cancel flags: no control or webhook effect was handled since, and no control's
+    /// write is still committing (the row read may predate it even when nothing was handled
+    /// in between: the write was queued before the read began).
+    fn stored_flags_apply(&self, generation: u64) -> bool {
+        self.control_generation == generation && self.control_writes == 0
+    }
+
+    /// A control's write begins.
+    fn control_write_started(&mut self) {
+        self.control_generation += 1;
+        self.control_writes += 1;
+    }
+
+    /// A control's write has committed (or failed).
+    fn control_write_done(&mut self) {
+        self.control_generation += 1;
+        self.control_writes = self.control_writes.saturating_sub(1);
     }
 
     fn grace_ms(&self) -> i64 {
@@ -739,7 +763,7 @@ impl BulkSendActor {
             return;
         }
         self.paused = true;
-        self.control_generation += 1;
+        self.control_write_started();
         self.withdraw();
         let id = self.id.clone();
         let fut = self
@@ -747,7 +771,7 @@ impl BulkSendActor {
             .writer
             .write(move |conn| sends::pause_unless_paused(conn, &id, &reason));
         ctx.spawn(fut.into_actor(self).map(|result, act, _| {
-            act.control_generation += 1;
+            act.control_write_done();
             if let Err(err) = result {
                 tracing::warn!(bulk_send_id = %act.id, error = %err, "Recording a pause failed.");
             }
@@ -978,13 +1002,13 @@ impl Handler<Control> for BulkSendActor {
                 // From here on nothing more is handed to Meta.
                 self.cancelled = true;
                 self.withdraw();
+                self.control_write_started();
                 let fut = self
                     .ctx
                     .writer
                     .write(move |conn| sends::cancel_send(conn, &id, now));
                 Box::pin(fut.into_actor(self).map(|result, act, ctx| {
-                    // A load that began before this commit read the row without it.
-                    act.control_generation += 1;
+                    act.control_write_done();
                     let done = result?;
                     act.settle_if_done(ctx);
                     Ok(if done {
@@ -1006,12 +1030,12 @@ impl Handler<Control> for BulkSendActor {
                     self.paused = false;
                     self.next_load_at = i64::MIN;
                 }
+                self.control_write_started();
                 let fut = self.ctx.writer.write(move |conn| {
                     sends::set_paused(conn, &id, pause, pause.then_some("paused by the client"))
                 });
                 Box::pin(fut.into_actor(self).map(|result, act, _| {
-                    // A load that began before this commit read the row without it.
-                    act.control_generation += 1;
+                    act.control_write_done();
                     result?;
                     Ok(ControlOutcome::Done)
                 }))
