@@ -5,9 +5,18 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
 /// A source of the current time, in Unix milliseconds (UTC).
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_ms(&self) -> i64;
+
+    /// For a clock moved by hand: a receiver that sees every move, so that actors waiting on
+    /// timers computed from this clock look again (their timers run on real time). `None` for
+    /// a clock that moves by itself.
+    fn moves(&self) -> Option<watch::Receiver<()>> {
+        None
+    }
 }
 
 /// The wall clock.
@@ -22,25 +31,40 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to; for tests.
 #[derive(Debug, Clone)]
-pub struct ManualClock(Arc<AtomicI64>);
+pub struct ManualClock(Arc<ManualTime>);
+
+#[derive(Debug)]
+struct ManualTime {
+    now_ms: AtomicI64,
+    moved: watch::Sender<()>,
+}
 
 impl ManualClock {
     pub fn new(now_ms: i64) -> Self {
-        ManualClock(Arc::new(AtomicI64::new(now_ms)))
+        ManualClock(Arc::new(ManualTime {
+            now_ms: AtomicI64::new(now_ms),
+            moved: watch::Sender::new(()),
+        }))
     }
 
     pub fn set(&self, now_ms: i64) {
-        self.0.store(now_ms, Ordering::SeqCst);
+        self.0.now_ms.store(now_ms, Ordering::SeqCst);
+        self.0.moved.send_replace(());
     }
 
     pub fn advance_ms(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        self.0.now_ms.fetch_add(ms, Ordering::SeqCst);
+        self.0.moved.send_replace(());
     }
 }
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+        self.0.now_ms.load(Ordering::SeqCst)
+    }
+
+    fn moves(&self) -> Option<watch::Receiver<()>> {
+        Some(self.0.moved.subscribe())
     }
 }
 
@@ -68,6 +92,19 @@ mod tests {
         assert_eq!(clock.now_ms(), 1_500);
         clock.set(42);
         assert_eq!(clock.now_ms(), 42);
+    }
+
+    #[test]
+    fn a_manual_clock_tells_its_watchers_when_it_moves() {
+        let clock = ManualClock::new(1_000);
+        let mut moves = clock.moves().expect("a manual clock can be watched");
+        assert!(!moves.has_changed().unwrap());
+        clock.advance_ms(1);
+        assert!(moves.has_changed().unwrap());
+        moves.mark_unchanged();
+        clock.set(5);
+        assert!(moves.has_changed().unwrap());
+        assert!(SystemClock.moves().is_none());
     }
 
     #[test]

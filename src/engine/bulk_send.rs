@@ -34,18 +34,18 @@ use crate::storage::sends::{self, DispatchMarks, Outcome, PendingCursor, Pending
 use crate::storage::StorageError;
 use crate::telemetry;
 
-/// How often the actor does its chores (flush outcomes, refill, reconcile deadlines).
-const TICK: Duration = Duration::from_millis(10);
+/// How long Meta's answers wait to be written together: one write per batch, not per answer.
+const FLUSH_DELAY: Duration = Duration::from_millis(10);
 /// Messages loaded per page.
 const PAGE: i64 = 1_000;
 /// Messages kept offered to the limiter at once.
 const OFFER_TARGET: usize = 1_000;
-/// How long to wait before looking for due messages again when none were due.
-const IDLE_RECHECK_MS: i64 = 200;
 /// Most messages a send has offered, being marked or in flight at once: without a bound, a
 /// number whose pacing is lifted would queue every recipient on the HTTP connection pool
 /// at once (memory, and latency for everything behind them).
 const MAX_OUTSTANDING: usize = 1_000;
+/// How long after a failed read of due messages it is tried again (clock ms).
+const LOAD_RETRY_MS: i64 = 1_000;
 /// Outcomes written in one batch at most.
 const FLUSH_MAX: usize = 1_000;
 /// How long after its grant a message is handed to Meta. Marking it `dispatching` must be
@@ -88,7 +88,9 @@ pub struct BulkSendActor {
     /// Bumped at every rewind of the scan, so that a page read before a rewind does not
     /// move the cursor past messages the rewind was for.
     cursor_epoch: u64,
-    /// Not before this time (unix ms) look for due messages again.
+    /// Not before this time (unix ms) look for due messages again: `i64::MIN` to look now,
+    /// the next retry's time once everything due was loaded, `i64::MAX` when nothing pending
+    /// is left to load (until an event puts some back).
     next_load_at: i64,
     loading: bool,
     /// Loaded messages offered to the limiter, by id.
@@ -111,8 +113,18 @@ pub struct BulkSendActor {
     settling: bool,
     /// Restarts so far (for backoff).
     restarts: u32,
-    /// The periodic chores; cancelled when the actor retires.
-    tick: Option<SpawnHandle>,
+    /// The timer set for the next thing due by the clock (a schedule, a retry, a reconcile
+    /// deadline): its time (unix ms) and handle. There is no periodic tick: the actor runs on
+    /// events (grants, answers, controls, webhook effects, finished reads and writes) and on
+    /// this timer, so a waiting send costs nothing.
+    wake: Option<(i64, SpawnHandle)>,
+    /// The timer that writes the answers gathered so far.
+    flush_timer: Option<SpawnHandle>,
+    /// Something may have finished the send (an outcome written, a cancel or stop, nothing
+    /// left to load): the stored counters are checked once the actor is idle.
+    maybe_settled: bool,
+    /// The moves of a hand-moved clock (tests), followed until the actor retires.
+    clock_moves: Option<SpawnHandle>,
     /// Set by a drain (a clean stop): nothing new is dispatched; the waiters are answered
     /// once nothing is in flight and every outcome is written.
     draining: bool,
@@ -158,7 +170,10 @@ impl BulkSendActor {
             stop_reason: None,
             settling: false,
             restarts: 0,
-            tick: None,
+            wake: None,
+            flush_timer: None,
+            maybe_settled: true,
+            clock_moves: None,
             draining: false,
             drain_waiters: Vec::new(),
             control_generation: 0,
@@ -226,6 +241,7 @@ impl BulkSendActor {
                     scheduled_at: send.scheduled_at,
                 }));
                 tracing::debug!(bulk_send_id = %act.id, "A bulk send actor is running.");
+                act.poke(ctx);
             }
             Ok(None) => {
                 tracing::warn!(bulk_send_id = %act.id, "A bulk send vanished from the database; its actor stops.");
@@ -257,7 +273,8 @@ impl BulkSendActor {
                             act.stopped = true;
                             act.stop_reason = Some(reason);
                         }
-                        act.settle_if_done(ctx);
+                        act.maybe_settled = true;
+                        act.poke(ctx);
                     }
                     Ok(None) => act.retire(ctx),
                     Err(err) => {
@@ -295,8 +312,10 @@ impl BulkSendActor {
             .saturating_mul(1000)
     }
 
-    /// The periodic chores.
-    fn tick(&mut self, ctx: &mut Context<Self>) {
+    /// Does what is due now, then sets the timers for what comes next. Runs after every event
+    /// (a grant, an answer, a control, a webhook effect, a finished read or write, the clock
+    /// moving) and when a timer fires; never on a fixed period.
+    fn poke(&mut self, ctx: &mut Context<Self>) {
         if self.draining {
             self.flush(ctx);
             self.answer_drain();
@@ -307,9 +326,51 @@ impl BulkSendActor {
         }
         let now = self.now();
         self.reconcile_due(now);
-        self.flush(ctx);
         self.refill(now, ctx);
         self.settle_if_done(ctx);
+        self.arm_timers(now, ctx);
+    }
+
+    /// Sets the flush timer when answers wait to be written, and the wake-up timer for the
+    /// earliest thing due by the clock (re-armed only when that is earlier than the armed one).
+    fn arm_timers(&mut self, now: i64, ctx: &mut Context<Self>) {
+        if !self.outcomes.is_empty() && !self.flushing && self.flush_timer.is_none() {
+            self.flush_timer = Some(ctx.run_later(FLUSH_DELAY, |act, ctx| {
+                act.flush_timer = None;
+                act.flush(ctx);
+            }));
+        }
+        let Some(at) = self.next_wakeup(now) else {
+            return;
+        };
+        if self.wake.as_ref().is_some_and(|(armed, _)| *armed <= at) {
+            return;
+        }
+        if let Some((_, handle)) = self.wake.take() {
+            ctx.cancel_future(handle);
+        }
+        let delay = Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0));
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.wake = None;
+            act.poke(ctx);
+        });
+        self.wake = Some((at, handle));
+    }
+
+    /// The earliest time after `now` (unix ms) at which something becomes due by the clock
+    /// alone: a reconcile deadline, the schedule, the next retry. `None`: only an event can
+    /// bring work (a paused or quota-blocked send sleeps until one).
+    fn next_wakeup(&self, now: i64) -> Option<i64> {
+        let deadlines = self.unknown.iter().map(|&(_, deadline)| deadline);
+        let scheduled = self.setup.as_ref().and_then(|s| s.scheduled_at);
+        let held = self.paused || self.cancelled || self.stopped || self.draining;
+        let load = match scheduled {
+            _ if held => None,
+            Some(at) if at > now => Some(at),
+            _ if self.loading || self.next_load_at == i64::MAX => None,
+            _ => Some(self.next_load_at),
+        };
+        deadlines.chain(load).filter(|&t| t > now).min()
     }
 
     /// Answers drain waiters once nothing is in flight and every outcome is written.
@@ -353,25 +414,29 @@ impl BulkSendActor {
         self.loading = true;
         let (id, cursor, epoch) = (self.id.clone(), self.cursor, self.cursor_epoch);
         let limit = PAGE.min(room as i64);
-        let fut = self
-            .ctx
-            .db
-            .run(move |conn| sends::due_pending(conn, &id, cursor, now, limit));
+        let fut = self.ctx.db.run(move |conn| {
+            let page = sends::due_pending(conn, &id, cursor, now, limit)?;
+            // Everything due now is loaded: when is the next retry due?
+            let next_due = match (page.len() as i64) < limit {
+                true => Some(sends::next_due_after(conn, &id, now)?),
+                false => None,
+            };
+            Ok::<_, StorageError>((page, next_due))
+        });
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             act.loading = false;
             match result {
-                Ok(page) => {
+                Ok((page, next_due)) => {
                     // After a rewind during this load, look again at once.
                     let current = act.cursor_epoch == epoch;
-                    if page.is_empty() {
-                        if current {
-                            act.next_load_at = now + IDLE_RECHECK_MS;
-                        }
-                        act.settle_if_done(ctx);
-                        return;
+                    if let (true, Some(next_due)) = (current, next_due) {
+                        act.next_load_at = next_due.unwrap_or(i64::MAX);
+                        // Nothing pending left to load: the send may be finished.
+                        act.maybe_settled |= next_due.is_none() && page.is_empty();
                     }
-                    if current && (page.len() as i64) < limit {
-                        act.next_load_at = now + IDLE_RECHECK_MS;
+                    if page.is_empty() {
+                        act.poke(ctx);
+                        return;
                     }
                     if let (true, Some(last)) = (current, page.last()) {
                         act.cursor = (last.next_attempt_at, last.id);
@@ -391,10 +456,12 @@ impl BulkSendActor {
                         send_id: act.id.clone(),
                         candidates,
                     });
+                    act.poke(ctx);
                 }
                 Err(err) => {
                     tracing::warn!(bulk_send_id = %act.id, error = %err, "Loading due messages failed; retrying.");
-                    act.next_load_at = now + IDLE_RECHECK_MS;
+                    act.next_load_at = act.now().saturating_add(LOAD_RETRY_MS);
+                    act.poke(ctx);
                 }
             }
         }));
@@ -493,6 +560,7 @@ impl BulkSendActor {
             }
             self.send_one(message, dispatched_at, setup.clone(), ctx);
         }
+        self.poke(ctx);
     }
 
     fn send_one(
@@ -697,16 +765,24 @@ impl BulkSendActor {
             act.flushing = false;
             match result {
                 Ok((_, batch)) => {
-                    if batch
-                        .iter()
-                        .any(|(_, o)| matches!(o, Outcome::Reset { .. }))
-                    {
-                        // Messages put back to pending may sort before the scan's position:
-                        // scan again from the start. Messages already offered are not offered
-                        // twice, and marking is conditional, so none can go out twice.
-                        act.rewind();
+                    for (_, outcome) in &batch {
+                        match outcome {
+                            // Messages put back to pending may sort before the scan's
+                            // position: scan again from the start. Messages already offered
+                            // are not offered twice, and marking is conditional, so none can
+                            // go out twice.
+                            Outcome::Reset { .. } => act.rewind(),
+                            // A retry is due later: look for due messages again then.
+                            Outcome::Retry {
+                                next_attempt_at, ..
+                            } => act.next_load_at = act.next_load_at.min(*next_attempt_at),
+                            _ => {}
+                        }
                     }
-                    act.settle_if_done(ctx);
+                    act.maybe_settled = true;
+                    // What came in during this write goes at once: it has waited as long.
+                    act.flush(ctx);
+                    act.poke(ctx);
                 }
                 Err(err) => {
                     // The messages stay `dispatching` in the database; a restart reconciles
@@ -827,7 +903,10 @@ impl BulkSendActor {
             .writer
             .write(move |conn| sends::stop_send(conn, &id, &reason, now));
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
-            Ok(()) => act.settle_if_done(ctx),
+            Ok(()) => {
+                act.maybe_settled = true;
+                act.poke(ctx);
+            }
             Err(err) => {
                 tracing::warn!(bulk_send_id = %act.id, error = %err, "Stopping the send failed; restarting.");
                 act.stopped = false;
@@ -845,8 +924,12 @@ impl BulkSendActor {
         self.rewind();
     }
 
-    /// Finishes when nothing is left here and the database agrees nothing is pending.
+    /// Finishes when something may have finished the send, nothing is left here and the
+    /// database agrees nothing is pending (one read per such moment, not per poke).
     fn settle_if_done(&mut self, ctx: &mut Context<Self>) {
+        if !self.maybe_settled {
+            return;
+        }
         let idle = self.offered.is_empty()
             && self.marking == 0
             && self.in_flight.is_empty()
@@ -864,6 +947,7 @@ impl BulkSendActor {
         }
         let id = self.id.clone();
         self.settling = true;
+        self.maybe_settled = false;
         let fut = self.ctx.db.run(move |conn| sends::load_send(conn, &id));
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
             act.settling = false;
@@ -873,9 +957,13 @@ impl BulkSendActor {
                     act.retire(ctx);
                 }
                 Ok(None) => act.retire(ctx),
-                Ok(Some(_)) => {}
+                // Something is still pending (paused, scheduled, waiting for a retry): an
+                // event or the wake-up timer brings it.
+                Ok(Some(_)) => act.poke(ctx),
                 Err(err) => {
-                    tracing::warn!(bulk_send_id = %act.id, error = %err, "Checking whether a send finished failed.");
+                    tracing::warn!(bulk_send_id = %act.id, error = %err, "Checking whether a send finished failed; checking again shortly.");
+                    act.maybe_settled = true;
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.poke(ctx));
                 }
             }
         }));
@@ -894,8 +982,14 @@ impl BulkSendActor {
             id: self.id.clone(),
         });
         self.settling = true;
-        if let Some(tick) = self.tick.take() {
-            ctx.cancel_future(tick);
+        if let Some((_, wake)) = self.wake.take() {
+            ctx.cancel_future(wake);
+        }
+        if let Some(flush) = self.flush_timer.take() {
+            ctx.cancel_future(flush);
+        }
+        if let Some(moves) = self.clock_moves.take() {
+            ctx.cancel_future(moves);
         }
     }
 }
@@ -912,7 +1006,9 @@ impl Actor for BulkSendActor {
                 grants: ctx.address().recipient(),
             });
         });
-        self.tick = Some(ctx.run_interval(TICK, |act, ctx| act.tick(ctx)));
+        if let Some(moves) = super::clock_moves(&self.ctx.clock) {
+            self.clock_moves = Some(ctx.add_stream(moves));
+        }
         self.ctx.live_send_actors.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -947,6 +1043,18 @@ impl Handler<Grants> for BulkSendActor {
             return;
         }
         self.dispatch(msg.ids, ctx);
+        self.poke(ctx);
+    }
+}
+
+/// A hand-moved clock (tests) moved: what is due by it is looked at again.
+impl StreamHandler<super::ClockMoved> for BulkSendActor {
+    fn handle(&mut self, _: super::ClockMoved, ctx: &mut Context<Self>) {
+        self.poke(ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        // The clock is gone with its test; the actor keeps running.
     }
 }
 
@@ -993,7 +1101,7 @@ pub struct Control(pub ControlAction);
 impl Handler<Control> for BulkSendActor {
     type Result = ResponseActFuture<Self, Result<ControlOutcome, StorageError>>;
 
-    fn handle(&mut self, msg: Control, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) -> Self::Result {
         self.control_generation += 1;
         let id = self.id.clone();
         let now = self.now();
@@ -1010,7 +1118,8 @@ impl Handler<Control> for BulkSendActor {
                 Box::pin(fut.into_actor(self).map(|result, act, ctx| {
                     act.control_write_done();
                     let done = result?;
-                    act.settle_if_done(ctx);
+                    act.maybe_settled = true;
+                    act.poke(ctx);
                     Ok(if done {
                         ControlOutcome::Done
                     } else {
@@ -1030,6 +1139,7 @@ impl Handler<Control> for BulkSendActor {
                     self.paused = false;
                     self.next_load_at = i64::MIN;
                 }
+                self.poke(ctx);
                 self.control_write_started();
                 let fut = self.ctx.writer.write(move |conn| {
                     sends::set_paused(conn, &id, pause, pause.then_some("paused by the client"))
@@ -1058,6 +1168,7 @@ impl Handler<Answer> for BulkSendActor {
 
     fn handle(&mut self, msg: Answer, ctx: &mut Context<Self>) {
         self.on_answer(msg.id, msg.result, ctx);
+        self.poke(ctx);
     }
 }
 
@@ -1093,8 +1204,9 @@ impl Handler<WebhookEffect> for BulkSendActor {
                     self.withdraw();
                     tracing::warn!(bulk_send_id = %self.id, "The bulk send is stopped by a template status update.");
                 }
-                self.settle_if_done(ctx);
+                self.maybe_settled = true;
             }
         }
+        self.poke(ctx);
     }
 }

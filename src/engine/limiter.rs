@@ -26,10 +26,13 @@ use crate::storage::accounts;
 use crate::storage::sends;
 use crate::telemetry::{self, LimiterWait, QueuedGauge};
 
-/// How often the limiter plans grants.
-const TICK: Duration = Duration::from_millis(5);
-/// How often the number's settings are read back from the database.
+/// The shortest wait between two plans held back by the throughput gate: grants then go out
+/// a few at a time (the gate's burst absorbs it) rather than one timer per message.
+const MIN_PLAN_INTERVAL: Duration = Duration::from_millis(5);
+/// How often the number's settings are read back from the database, while messages wait.
 const SETTINGS_REFRESH: Duration = Duration::from_secs(2);
+/// How soon to plan again when the portfolio's quota is still being read by another limiter.
+const QUOTA_LOAD_RECHECK: Duration = Duration::from_millis(50);
 
 /// A portfolio's quota, shared by the limiters of its numbers.
 #[derive(Debug)]
@@ -116,6 +119,12 @@ pub struct PhoneLimiter {
     hold_until: Instant,
     /// This limiter's share of the queued-messages gauge.
     queued_gauge: QueuedGauge,
+    /// The timer for the next plan (when the gate, the pair rate or the quota lets the next
+    /// message go) and when it fires. The limiter plans on offers, on settings read back and
+    /// on this timer; with nothing queued it sleeps.
+    wake: Option<(Instant, SpawnHandle)>,
+    /// When the number's settings were last read back (`None`: never).
+    refreshed_at: Option<Instant>,
 }
 
 impl PhoneLimiter {
@@ -132,6 +141,8 @@ impl PhoneLimiter {
             paused_in_db: false,
             hold_until: Instant::now() + Duration::from_secs(1) + margin,
             queued_gauge: QueuedGauge::default(),
+            wake: None,
+            refreshed_at: None,
         }
     }
 
@@ -145,6 +156,7 @@ impl PhoneLimiter {
             .run(move |conn| accounts::number_by_id(conn, id));
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
             Ok(Some((number, account))) => {
+                act.refreshed_at = Some(Instant::now());
                 let cap = number.effective_mps();
                 if act.planner.gate().cap() != cap {
                     tracing::info!(phone_number_id = %number.phone_number_id, mps = cap,
@@ -162,10 +174,14 @@ impl PhoneLimiter {
                 let limit = number.tier().limit();
                 match &act.quota {
                     Some(shared) => {
-                        let mut state = shared.inner.lock();
-                        if state.quota.limit() != limit {
-                            state.quota.set_limit(limit);
+                        {
+                            let mut state = shared.inner.lock();
+                            if state.quota.limit() != limit {
+                                state.quota.set_limit(limit);
+                            }
                         }
+                        // A higher cap or limit, or a resume, may let messages go now.
+                        act.plan(ctx);
                     }
                     None => act.join_quota(account.portfolio_id, limit, ctx),
                 }
@@ -223,6 +239,7 @@ impl PhoneLimiter {
                             state.loaded = true;
                             state.loading = false;
                         }
+                        act.plan(ctx);
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "Reading the quota ledger failed; retrying.");
@@ -236,23 +253,41 @@ impl PhoneLimiter {
         );
     }
 
-    /// Plans grants and delivers them, one message per send.
-    fn plan(&mut self) {
+    /// Plans grants and delivers them, one message per send, then sets the timer for the next
+    /// plan from what held the rest back.
+    fn plan(&mut self, ctx: &mut Context<Self>) {
         let Some(shared) = self.quota.clone() else {
+            // Joining the portfolio's quota plans when it is done.
             return;
         };
-        if Instant::now() < self.hold_until {
+        let now = Instant::now();
+        if now < self.hold_until {
+            self.wake_in(self.hold_until - now, ctx);
             return;
         }
         let plan = {
             let mut state = shared.inner.lock();
             if !state.loaded {
+                drop(state);
+                self.wake_in(QUOTA_LOAD_RECHECK, ctx);
                 return;
             }
             self.planner
-                .plan(Instant::now(), self.ctx.clock.now_ms(), &mut state.quota)
+                .plan(now, self.ctx.clock.now_ms(), &mut state.quota)
         };
         self.report(plan.grants.len(), plan.next);
+        match plan.next {
+            NextPlan::Throughput(Some(at)) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                self.wake_in(wait.max(MIN_PLAN_INTERVAL), ctx);
+            }
+            NextPlan::Waiting(Some(at_ms)) => {
+                let wait = at_ms.saturating_sub(self.ctx.clock.now_ms());
+                self.wake_in(Duration::from_millis(u64::try_from(wait).unwrap_or(0)), ctx);
+            }
+            // A cap of 0, a pause, or nothing waiting on time: a refresh or an offer plans.
+            NextPlan::Throughput(None) | NextPlan::Waiting(None) | NextPlan::Paused(_) => {}
+        }
         if plan.grants.is_empty() {
             return;
         }
@@ -268,6 +303,29 @@ impl PhoneLimiter {
                 to.do_send(Grants { ids });
             }
         }
+    }
+
+    /// Plans again after `delay`, unless a plan is already due sooner.
+    fn wake_in(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        let at = Instant::now() + delay;
+        if self.wake.as_ref().is_some_and(|(armed, _)| *armed <= at) {
+            return;
+        }
+        if let Some((_, handle)) = self.wake.take() {
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.wake = None;
+            act.plan(ctx);
+        });
+        self.wake = Some((at, handle));
+    }
+
+    /// Whether messages wait here (the settings are read back only then).
+    fn has_queued(&self) -> bool {
+        self.grants_to
+            .keys()
+            .any(|send_id| self.planner.queued(send_id) > 0)
     }
 
     /// Metrics of a planning round: the grants, what held messages back, what is queued.
@@ -300,8 +358,17 @@ impl Actor for PhoneLimiter {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.refresh_settings(ctx);
-        ctx.run_interval(SETTINGS_REFRESH, |act, ctx| act.refresh_settings(ctx));
-        ctx.run_interval(TICK, |act, _| act.plan());
+        // An operator's `number set` (another process) is read back within 2 s while messages
+        // wait here; with nothing queued the limiter reads nothing (an offer plans with the
+        // settings it has, and the next refresh follows within 2 s).
+        ctx.run_interval(SETTINGS_REFRESH, |act, ctx| {
+            if act.quota.is_none() || act.has_queued() {
+                act.refresh_settings(ctx);
+            }
+        });
+        if let Some(moves) = super::clock_moves(&self.ctx.clock) {
+            ctx.add_stream(moves);
+        }
     }
 }
 
@@ -330,7 +397,16 @@ impl Handler<LimiterCall> for PhoneLimiter {
                             recipient,
                         }),
                 );
-                self.plan();
+                // Settings older than the refresh period (nothing was queued, so none were
+                // read) are read back first; that read plans.
+                let stale = self
+                    .refreshed_at
+                    .is_none_or(|at| at.elapsed() >= SETTINGS_REFRESH);
+                if stale && self.quota.is_some() {
+                    self.refresh_settings(ctx);
+                } else {
+                    self.plan(ctx);
+                }
             }
             LimiterCall::Withdraw { send_id } => {
                 self.planner.withdraw(&Arc::from(send_id));
@@ -369,4 +445,13 @@ impl Handler<LimiterCall> for PhoneLimiter {
             }
         }
     }
+}
+
+/// A hand-moved clock (tests) moved: pair-rate and quota waits are looked at again.
+impl StreamHandler<super::ClockMoved> for PhoneLimiter {
+    fn handle(&mut self, _: super::ClockMoved, ctx: &mut Context<Self>) {
+        self.plan(ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }

@@ -171,3 +171,21 @@ impl Engine {
         self.callbacks_arbiter.stop();
     }
 }
+
+/// The clock was moved by hand (tests): actors whose timers were computed from it look again.
+pub struct ClockMoved;
+
+/// The moves of a hand-moved clock as a stream for an actor (`ctx.add_stream`); `None` for the
+/// wall clock, whose timers fire by themselves.
+pub fn clock_moves(
+    clock: &crate::clock::SharedClock,
+) -> Option<impl futures_util::Stream<Item = ClockMoved>> {
+    let moves = clock.moves()?;
+    Some(futures_util::stream::unfold(
+        moves,
+        |mut moves| async move {
+            moves.changed().await.ok()?;
+            Some((ClockMoved, moves))
+        },
+    ))
+}

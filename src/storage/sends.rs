@@ -486,11 +486,17 @@ pub fn due_pending(
         .load(conn)?)
 }
 
-/// The earliest due time of a pending message after `cursor` (to know when to look again).
-pub fn next_due_at(conn: &mut DbConnection, send_id: &str) -> Result<Option<i64>, StorageError> {
+/// The earliest due time after `now_ms` of a send's pending messages (a retry's), to know
+/// when to look for due messages again; `None` when no pending message is due later.
+pub fn next_due_after(
+    conn: &mut DbConnection,
+    send_id: &str,
+    now_ms: i64,
+) -> Result<Option<i64>, StorageError> {
     Ok(messages::table
         .filter(messages::bulk_send_id.eq(send_id))
         .filter(messages::state.eq(MessageState::Pending.as_str()))
+        .filter(messages::next_attempt_at.gt(now_ms))
         .select(diesel::dsl::min(messages::next_attempt_at))
         .first(conn)?)
 }

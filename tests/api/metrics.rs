@@ -249,7 +249,7 @@ async fn a_pair_rate_hold_shows_as_limiter_waits_and_queued_messages() {
     let before = scrape(&meta).await;
     let (_, second) = meta.send_bulk(&welcome(NUMBER_10K, &same)).await;
     let second = second["bulk_send_id"].as_str().unwrap().to_owned();
-    // Held by the pair rate until the clock moves 6 s.
+    // Held by the pair rate until the clock moves 6 s and the engine's margin.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let held = loop {
         let now = scrape(&meta).await;
@@ -265,7 +265,9 @@ async fn a_pair_rate_hold_shows_as_limiter_waits_and_queued_messages() {
     assert!(held.get("mindo_active_sends", &[]) >= 1.0);
     assert_eq!(meta.status(&second).await["pending_count"], 1);
 
-    meta.app.clock.advance_ms(6_000);
+    meta.app.clock.advance_ms(
+        mindo_bulk::domain::pacing::PAIR_INTERVAL_MS + mindo_bulk::domain::pacing::PAIR_MARGIN_MS,
+    );
     meta.wait_status(&second, |s| s["status"] == "COMPLETED")
         .await;
 }
