@@ -90,6 +90,10 @@ fn parse_args() -> anyhow::Result<Args> {
                     .context("--limiter-secs needs a number")?
                     .parse()?
             }
+            // `mindo-bench idle` is `mindo-bench --only idle`, and so on.
+            name if !name.starts_with('-') => {
+                args.only.get_or_insert_with(Vec::new).push(name.to_owned())
+            }
             other => bail!("unknown argument {other}"),
         }
     }
@@ -117,13 +121,13 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     println!("== SQLite");
     run_on(
         &args,
-        &["create", "limiter", "engine", "webhooks", "memory"],
+        &["create", "limiter", "engine", "webhooks", "memory", "idle"],
     )
     .await?;
     if postgres.is_some() {
         args.postgres = postgres;
         println!("== PostgreSQL");
-        run_on(&args, &["create", "engine", "webhooks"]).await?;
+        run_on(&args, &["create", "engine", "webhooks", "idle"]).await?;
     }
     Ok(())
 }
@@ -152,6 +156,9 @@ async fn run_on(args: &Args, names: &[&str]) -> anyhow::Result<()> {
     }
     if wants("memory") {
         bench_memory(args).await?;
+    }
+    if wants("idle") {
+        bench_idle(args).await?;
     }
     Ok(())
 }
@@ -346,6 +353,24 @@ impl Env {
         Ok(res["bulk_send_id"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// Cancels, pauses or resumes a send (`action` is the path's last part).
+    async fn control(&self, id: &str, action: &str) -> anyhow::Result<()> {
+        let res = self
+            .http
+            .post(format!(
+                "{}/api/v1/meta-templates/bulk-sends/{id}/{action}/",
+                self.base
+            ))
+            .insert_header(("X-API-Key", self.key.as_str()))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if res.status().as_u16() != 200 {
+            bail!("{action} answered {}", res.status());
+        }
+        Ok(())
+    }
+
     /// Sets a number's operator throughput override.
     async fn set_mps(&self, number: &str, mps: i32) -> anyhow::Result<()> {
         let (number, now) = (number.to_owned(), SystemClock.now_ms());
@@ -359,6 +384,110 @@ impl Env {
             .await?;
         Ok(())
     }
+}
+
+/// Benchmark 6: what waiting sends cost. 1 000 sends of 100 recipients wait in a running daemon
+/// (500 scheduled an hour ahead, 500 paused by the client): the process's CPU time over 30 s as a
+/// share of one core, and its threads; then the paused ones are resumed, and the time from the
+/// first resume request to the first message Meta accepts, and to every resumed send having
+/// started.
+async fn bench_idle(args: &Args) -> anyhow::Result<()> {
+    let sends = args.size(1_000).max(2);
+    let per = args.size(100);
+    let window = Duration::from_secs(if args.quick { 5 } else { 30 });
+    let env = setup(args, SimConfig::sandbox(), |_| {}).await?;
+    // While the paused sends are created and paused, the number grants nothing.
+    env.set_mps(NUMBER_1000, 0).await?;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let scheduled = json!({"scheduled_at": later.format("%Y-%m-%dT%H:%M:%SZ").to_string()});
+    for i in 0..sends / 2 {
+        env.send(NUMBER_1000, &phones(i * per, per), scheduled.clone())
+            .await?;
+    }
+    let mut paused = Vec::new();
+    for i in sends / 2..sends {
+        let id = env
+            .send(NUMBER_1000, &phones(i * per, per), json!({}))
+            .await?;
+        env.control(&id, "pause").await?;
+        paused.push(id);
+    }
+    env.set_mps(NUMBER_1000, 1_000).await?;
+    // Let the creations' work finish before measuring.
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    let cpu0 = cpu_seconds();
+    let started = Instant::now();
+    actix_web::rt::time::sleep(window).await;
+    let share = (cpu_seconds() - cpu0) / started.elapsed().as_secs_f64();
+    println!(
+        "idle    {} scheduled + {} paused sends × {per} recipients waiting: CPU {:.2} % of one core over {} s (daemon + simulator), {} threads, {} send actors",
+        sends / 2,
+        sends - sends / 2,
+        share * 100.0,
+        window.as_secs(),
+        thread_count(),
+        env.state.engine.live_send_actors(),
+    );
+    // The resume requests go one after another while Meta's side is watched.
+    let resumed = Instant::now();
+    let resume_all = async {
+        for id in &paused {
+            env.control(id, "resume").await?;
+        }
+        Ok::<f64, anyhow::Error>(resumed.elapsed().as_secs_f64())
+    };
+    let watch = async {
+        let mut first = None;
+        while resumed.elapsed() < Duration::from_secs(120) {
+            let stats = env.sim.stats();
+            if first.is_none() && stats.accepted_total > 0 {
+                first = Some(resumed.elapsed().as_secs_f64());
+            }
+            // Every resumed send has had a first message accepted.
+            if stats.accepted_total >= paused.len() as u64 {
+                let mut started_all = true;
+                for id in &paused {
+                    let sent = env
+                        .status(id)
+                        .await
+                        .ok()
+                        .and_then(|s| s["sent_count"].as_u64());
+                    if sent.unwrap_or(0) == 0 {
+                        started_all = false;
+                        break;
+                    }
+                }
+                if started_all {
+                    return (first, Some(resumed.elapsed().as_secs_f64()));
+                }
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(2)).await;
+        }
+        (first, None)
+    };
+    let (requests, (first, all)) = futures_util::future::join(resume_all, watch).await;
+    let requests = requests?;
+    let secs = |t: Option<f64>| t.map_or("not within 120 s".to_owned(), |t| format!("{t:.3} s"));
+    println!(
+        "resume  {} paused sends, resumed one after another ({requests:.2} s of requests): first message accepted by Meta {} after the first request, every send started after {}",
+        paused.len(),
+        secs(first),
+        secs(all)
+    );
+    env.finish().await;
+    Ok(())
+}
+
+/// The process's threads, from /proc (0 where there is none).
+fn thread_count() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// A `send-bulk` body for the sandbox's `welcome_message` template, `extra` fields added.
