@@ -100,10 +100,20 @@ pub fn event_body<T: Serialize>(
 
 /// The `X-Mindo-Signature` value of `body`: `sha256=<hex HMAC-SHA256(body, secret)>`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    sha256_signature(secret.as_bytes(), body)
+}
+
+/// `sha256=<lowercase hex HMAC-SHA256(body, secret)>`, the form of both Meta's
+/// `X-Hub-Signature-256` and our `X-Mindo-Signature`.
+pub fn sha256_signature(secret: &[u8], body: &[u8]) -> String {
+    // HMAC takes keys of any length, so this never fails; were it to, an empty signature
+    // would be refused by the receiver rather than the daemon panicking.
+    Hmac::<Sha256>::new_from_slice(secret)
+        .map(|mut mac| {
+            mac.update(body);
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        })
+        .unwrap_or_default()
 }
 
 /// The delay before the next attempt, after `attempts` failed ones (1 s, 2 s, 4 s, …,

@@ -153,8 +153,12 @@ struct BulkSendId(
 /// The request's own URL (canonical path) with `page` replaced.
 fn page_url(req: &HttpRequest, path: &str, page: i64) -> String {
     let info = req.connection_info();
-    let mut url = url::Url::parse(&format!("{}://{}{}", info.scheme(), info.host(), path))
-        .unwrap_or_else(|_| url::Url::parse("http://localhost/").expect("a static URL parses"));
+    let Ok(mut url) = url::Url::parse(&format!("{}://{}{}", info.scheme(), info.host(), path))
+        .or_else(|_| url::Url::parse(&format!("http://localhost{path}")))
+    else {
+        // A path that makes no URL even on localhost: the link is the path itself.
+        return format!("{path}?page={page}");
+    };
     {
         let mut pairs = url.query_pairs_mut();
         for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {

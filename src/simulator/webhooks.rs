@@ -36,12 +36,12 @@ use std::time::Duration;
 
 use actix_web::rt::time::{sleep, sleep_until, Instant};
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
+
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Serialize, Serializer};
-use sha2::Sha256;
+
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Semaphore;
 
@@ -57,10 +57,7 @@ const COMMANDS_PER_TURN: usize = 4_096;
 
 /// `sha256=<lowercase hex HMAC-SHA256(body, secret)>`: the `X-Hub-Signature-256` header value.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
-    // HMAC accepts keys of any length.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    crate::domain::callback::sha256_signature(secret, body)
 }
 
 /// An `Arc<str>` serialised as a string (serde's `rc` feature is not enabled).

@@ -1,6 +1,9 @@
 //! Integration tests: the real daemon on port 0, a fresh database per test (SQLite, or
 //! PostgreSQL when `MINDO_TEST_POSTGRES_URL` is set).
 
+// A panic in a test is a failed test: unwrapping is how these tests assert.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod accounts;
 mod auth;
 mod bad_input;
