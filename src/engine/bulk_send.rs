@@ -30,6 +30,7 @@ use crate::domain::template::TemplateSpec;
 use crate::meta::client::{GraphClient, TemplateMessage};
 use crate::meta::error::{ErrorAction, SendFailure};
 use crate::storage::accounts;
+use crate::storage::secrets;
 use crate::storage::sends::{self, Outcome, PendingCursor, PendingMessage};
 use crate::storage::StorageError;
 use crate::telemetry;
@@ -195,6 +196,14 @@ impl BulkSendActor {
                         return;
                     }
                 };
+                // A token that does not open is never sent to Meta (see storage::secrets).
+                let access_token = match secrets::open_access_token(&act.ctx.secret_key, &account) {
+                    Ok(token) => token,
+                    Err(err) => {
+                        act.stop_send(format!("secret_unavailable: {err}"), ctx);
+                        return;
+                    }
+                };
                 // A control request handled while this was read is fresher than the row.
                 if act.control_generation == generation {
                     act.paused = send.paused;
@@ -212,7 +221,7 @@ impl BulkSendActor {
                     phone_row_id: number.id,
                     phone_number_id: number.phone_number_id,
                     portfolio_id: account.portfolio_id,
-                    access_token: account.access_token,
+                    access_token,
                     template_name: template.name,
                     language: template.language,
                     spec,

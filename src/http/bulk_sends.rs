@@ -569,6 +569,7 @@ async fn control(
     id: String,
     action: ControlAction,
 ) -> Result<HttpResponse, ApiError> {
+    super::auth::require_send(&principal)?;
     let detail = load_detail(&state, principal.tenant_id, id.clone()).await?;
     let already_finished = || {
         ApiError::new(

@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody, MAX_ERRORS};
 use crate::clock::format_api_time;
+use crate::domain::egress::{CallbackPolicy, TargetRefused};
 use crate::domain::eta::{estimate_minutes, QuotaInfo, QuotaWindow, WINDOW_MS};
 use crate::domain::phone::{PhoneError, E164};
 use crate::domain::template::TemplateSpec;
@@ -166,6 +167,7 @@ pub async fn create(
             "the service is stopping; submit the send again shortly",
         ));
     }
+    super::auth::require_send(&principal)?;
     let key = idempotency_key(&req)?;
     let tenant_id = principal.tenant_id;
     if let Some(key) = key.clone() {
@@ -262,7 +264,7 @@ async fn create_send(
     check_fields(&request, max_recipients)?;
     let scheduled_at = parse_schedule(request.scheduled_at.as_deref(), now)?;
     let callback_url = match request.callback_url.as_deref() {
-        Some(url) => Some(check_callback_url(url)?),
+        Some(url) => Some(check_callback_url(url, &state.config.callback_policy())?),
         None => None,
     };
 
@@ -519,28 +521,25 @@ fn parse_schedule(value: Option<&str>, now: i64) -> Result<Option<i64>, ApiError
     Ok(Some(at))
 }
 
-/// `callback_url` must be an https URL; plain http is allowed only to this machine
-/// (loopback), for local receivers and tests.
-fn check_callback_url(value: &str) -> Result<String, ApiError> {
-    let refuse = |reason: &str| {
-        ApiError::validation("callback_url must be an https URL").with_errors(vec![json!({
-            "field": "callback_url", "value": value, "reason": reason,
-        })])
-    };
-    let url = url::Url::parse(value).map_err(|_| refuse("is not a URL"))?;
-    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        _ => return Err(refuse("must use https")),
-    }
-    if url.host_str().is_none() {
-        return Err(refuse("has no host"));
-    }
-    if value.len() > 2048 {
-        return Err(refuse("is longer than 2048 characters"));
-    }
-    Ok(url.to_string())
+/// `callback_url` must reach the public internet (see `domain::egress`): https, a host that
+/// is not an internal name, an address that is not loopback, private, link-local, … (unless
+/// the operator allowed it). Plain http is allowed only to an allowed loopback receiver.
+fn check_callback_url(value: &str, policy: &CallbackPolicy) -> Result<String, ApiError> {
+    policy
+        .check_url(value)
+        .map(|(url, _)| url.to_string())
+        .map_err(|refused| {
+            let detail = match refused {
+                TargetRefused::NotUrl | TargetRefused::NotHttps | TargetRefused::NoHost => {
+                    "callback_url must be an https URL"
+                }
+                _ => "callback_url must be a public https URL",
+            };
+            let shown: String = value.chars().take(200).collect();
+            ApiError::validation(detail).with_errors(vec![json!({
+                "field": "callback_url", "value": shown, "reason": refused.to_string(),
+            })])
+        })
 }
 
 fn check_template(
