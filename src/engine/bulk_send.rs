@@ -30,7 +30,6 @@ use crate::domain::template::TemplateSpec;
 use crate::meta::client::{GraphClient, TemplateMessage};
 use crate::meta::error::{ErrorAction, SendFailure};
 use crate::storage::accounts;
-use crate::storage::secrets;
 use crate::storage::sends::{self, Outcome, PendingCursor, PendingMessage};
 use crate::storage::StorageError;
 use crate::telemetry;
@@ -197,7 +196,9 @@ impl BulkSendActor {
                     }
                 };
                 // A token that does not open is never sent to Meta (see storage::secrets).
-                let access_token = match secrets::open_access_token(&act.ctx.secret_key, &account) {
+                let opened =
+                    crate::storage::secrets::open_access_token(&act.ctx.secret_key, &account);
+                let access_token = match opened {
                     Ok(token) => token,
                     Err(err) => {
                         act.stop_send(format!("secret_unavailable: {err}"), ctx);

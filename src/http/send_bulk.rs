@@ -146,6 +146,8 @@ struct NumberSummary {
         (status = 200, description = "A dry run: validated, nothing stored.", body = CreateResponse),
         (status = 400, description = "`validation_error`, `invalid_recipients` (with `errors`), `template_not_approved`, `template_not_supported`.", body = ErrorBody),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the key may only read.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
         (status = 404, description = "`phone_number_not_found` or `template_not_found`.", body = ErrorBody),
         (status = 409, description = "`idempotency_in_progress`.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
