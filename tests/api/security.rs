@@ -636,3 +636,165 @@ async fn a_tenant_over_its_request_budget_gets_429_with_retry_after() {
     assert_eq!(meta.app.get(path, Some(&meta.api_key)).await.status(), 200);
     assert_eq!(meta.app.get(path, Some(&meta.api_key)).await.status(), 429);
 }
+
+#[actix_web::test]
+async fn the_daemon_logs_no_token_secret_or_key_even_at_debug() {
+    use mindo_bulk::simulator::{SimConfig, Simulator};
+    use std::process::Stdio;
+
+    let mut world = SimConfig::sandbox();
+    world.behaviour.sent_delay_ms = 0;
+    world.behaviour.delivered_delay_ms = 0;
+    world.behaviour.read_delay_ms = 0;
+    let sim = Simulator::start(
+        world,
+        "127.0.0.1:0",
+        std::sync::Arc::new(mindo_bulk::clock::SystemClock),
+    )
+    .await
+    .unwrap();
+    let database = crate::helpers::TestDatabase::create();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    sim.set_webhook_url(Some(format!("{base}/webhooks/meta/")));
+    let key = SecretKey::generate().to_hex();
+    let env: Vec<(&str, String)> = vec![
+        ("MINDO_GRAPH_URL", sim.base_url().to_owned()),
+        ("MINDO_SECRET_KEY", key.clone()),
+    ];
+    let ok = |(code, out, err): (i32, String, String)| {
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let database_url = database.url().to_owned();
+    let run = |args: Vec<String>| {
+        let (url, env) = (
+            database_url.clone(),
+            env.iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<Vec<_>>(),
+        );
+        actix_web::rt::task::spawn_blocking(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_mindo-bulk"))
+                .args(&args)
+                .env("MINDO_DATABASE_URL", url)
+                .env_remove("MINDO_SECRET_KEY_FILE")
+                .env_remove("MINDO_CONFIG")
+                .envs(env)
+                .output()
+                .unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let tenant: Value = serde_json::from_str(&ok(run(args(&[
+        "tenant", "create", "--name", "Acme", "--json",
+    ]))
+    .await
+    .unwrap()))
+    .unwrap();
+    let (api_key, webhook_secret) = (
+        tenant["api_key"].as_str().unwrap().to_owned(),
+        tenant["webhook_secret"].as_str().unwrap().to_owned(),
+    );
+    let tenant_id = tenant["tenant_id"].to_string();
+    ok(run(args(&[
+        "waba",
+        "add",
+        "--tenant",
+        &tenant_id,
+        "--waba-id",
+        "102938475610002",
+        "--access-token",
+        SANDBOX_TOKEN,
+    ]))
+    .await
+    .unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("daemon.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mindo-bulk"));
+    cmd.arg("serve")
+        .env("MINDO_BIND", format!("127.0.0.1:{port}"))
+        .env("MINDO_APP_SECRET", sim.app_secret())
+        .env("MINDO_CALLBACK_ALLOW_LOOPBACK", "true")
+        .env("MINDO_LOG", "debug")
+        .env("MINDO_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .env("MINDO_DATABASE_URL", database.url())
+        .env_remove("MINDO_SECRET_KEY_FILE")
+        .env_remove("MINDO_CONFIG")
+        .envs(env.iter().cloned());
+    let mut child = cmd.spawn().unwrap();
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon is not ready"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A send (the token is opened and used) with a callback (the webhook secret is opened
+    // and signs; the daemon's own /healthz refuses the POST, so it is retried and logged).
+    let mut body = welcome(NUMBER_10K, &phones(0, 3));
+    body["callback_url"] = json!(format!("{base}/healthz"));
+    let res = client
+        .post(format!("{base}/api/v1/meta-templates/send-bulk/"))
+        .header("X-API-Key", &api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id = json(res).await["bulk_send_id"].as_str().unwrap().to_owned();
+    loop {
+        let status = json(
+            client
+                .get(format!("{base}/api/v1/meta-templates/bulk-sends/{id}/"))
+                .header("X-API-Key", &api_key)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if status["status"] == "COMPLETED" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:#}");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let a callback attempt or two be made and logged.
+    actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("mindo-bulk is listening"), "{log}");
+    assert!(
+        log.contains("callback"),
+        "the callback attempts are logged: {log}"
+    );
+    for (what, secret) in [
+        ("access token", SANDBOX_TOKEN),
+        ("webhook secret", webhook_secret.as_str()),
+        ("secret key", key.as_str()),
+        ("API key", api_key.as_str()),
+    ] {
+        assert!(!log.contains(secret), "the {what} is in the log");
+    }
+}
