@@ -32,13 +32,12 @@
 //! is real time.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::EngineContext;
-use std::net::IpAddr;
-
 use crate::domain::callback::{self, AfterFailure};
 use crate::domain::egress::{CallbackHost, CallbackPolicy, TargetRefused};
 use crate::storage::callbacks::{self, DueEvent};
@@ -79,7 +78,7 @@ enum Failure {
 
 /// Where an attempt connects, once vetted.
 enum Target {
-    Allowed(std::net::SocketAddr),
+    Allowed(SocketAddr),
     Refused(TargetRefused),
     LookupFailed(String),
 }
@@ -109,7 +108,7 @@ async fn vet(policy: &CallbackPolicy, url: &str) -> Target {
             }
         }
     };
-    Target::Allowed(std::net::SocketAddr::new(ip, port))
+    Target::Allowed(SocketAddr::new(ip, port))
 }
 
 /// What an attempt's outcome writes.
@@ -254,7 +253,7 @@ impl CallbackDelivery {
     fn post(
         &mut self,
         event: DueEvent,
-        address: std::net::SocketAddr,
+        address: SocketAddr,
         signature: String,
         ctx: &mut Context<Self>,
     ) {

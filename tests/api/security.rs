@@ -261,27 +261,24 @@ async fn plain_text_rows_are_encrypted_at_the_next_start() {
         assert_eq!(id.as_deref(), Some(app.secret_key.id()));
         assert!(!value.contains(SANDBOX_TOKEN) && !value.contains("whsec_"));
     }
+    send_completes(&app, &meta.api_key, 2).await;
+}
+
+/// Submits a send of `n` recipients on `app` and waits until it is COMPLETED: Meta (the
+/// simulator) accepted every message, so the token the daemon opened is the real one.
+async fn send_completes(app: &TestApp, api_key: &str, n: u32) {
+    let body = welcome(NUMBER_10K, &phones(0, n));
     let res = app
-        .post(
-            "/api/v1/meta-templates/send-bulk/",
-            &meta.api_key,
-            &welcome(NUMBER_10K, &phones(0, 2)),
-        )
+        .post("/api/v1/meta-templates/send-bulk/", api_key, &body)
         .await;
     assert_eq!(res.status(), 202);
     let id = json(res).await["bulk_send_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/meta-templates/bulk-sends/{id}/");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let status = json(
-            app.get(
-                &format!("/api/v1/meta-templates/bulk-sends/{id}/"),
-                Some(&meta.api_key),
-            )
-            .await,
-        )
-        .await;
+        let status = json(app.get(&path, Some(api_key)).await).await;
         if status["status"] == "COMPLETED" {
-            break;
+            return;
         }
         assert!(std::time::Instant::now() < deadline, "{status:#}");
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
@@ -389,31 +386,7 @@ async fn rotation_re_encrypts_every_secret_under_the_new_key() {
         .iter()
         .chain(&secrets)
         .all(|(_, id)| id.as_deref() == Some(new.id())));
-    let res = app
-        .post(
-            "/api/v1/meta-templates/send-bulk/",
-            &meta.api_key,
-            &welcome(NUMBER_10K, &phones(0, 1)),
-        )
-        .await;
-    assert_eq!(res.status(), 202);
-    let id = json(res).await["bulk_send_id"].as_str().unwrap().to_owned();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = json(
-            app.get(
-                &format!("/api/v1/meta-templates/bulk-sends/{id}/"),
-                Some(&meta.api_key),
-            )
-            .await,
-        )
-        .await;
-        if status["status"] == "COMPLETED" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{status:#}");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    send_completes(&app, &meta.api_key, 1).await;
 }
 
 #[actix_web::test]
