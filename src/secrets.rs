@@ -80,11 +80,12 @@ pub fn create_key_file(path: &Path) -> anyhow::Result<SecretKey> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}-{:016x}.tmp",
         path.file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("mindo-secret.key"),
-        std::process::id()
+        std::process::id(),
+        rand::random::<u64>()
     ));
     {
         let mut options = std::fs::OpenOptions::new();
@@ -177,6 +178,20 @@ mod tests {
         }
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn processes_and_threads_racing_to_create_the_file_all_get_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raced.key");
+        let ids: Vec<String> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| create_key_file(&path).unwrap().id().to_owned()))
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        assert_eq!(read_key_file(&path).unwrap().id(), ids[0]);
     }
 
     #[test]
