@@ -336,6 +336,50 @@ async fn a_wrong_key_refuses_to_start_and_names_the_key_id() {
 }
 
 #[actix_web::test]
+async fn a_node_without_the_key_refuses_to_start_instead_of_making_a_new_one() {
+    let key = SecretKey::generate();
+    let key_hex = key.to_hex();
+    let app = spawn_app_with(|c| c.secret_key = Some(key_hex.clone().into())).await;
+    let (code, _, err) = cli(
+        &app,
+        &["tenant", "create", "--name", "Acme"],
+        &[("MINDO_SECRET_KEY", key_hex)],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    app.crash().await;
+    // Another node: no key configured, no key file in its working directory.
+    let dir = tempfile::tempdir().unwrap();
+    let (url, cwd) = (app.database.url().to_owned(), dir.path().to_owned());
+    let output = actix_web::rt::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_mindo-bulk"))
+            .arg("migrate")
+            .current_dir(cwd)
+            .env("MINDO_DATABASE_URL", url)
+            .env_remove("MINDO_SECRET_KEY")
+            .env_remove("MINDO_SECRET_KEY_FILE")
+            .env_remove("MINDO_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(key.id()) && err.contains("MINDO_SECRET_KEY_FILE"),
+        "{err}"
+    );
+    assert!(
+        !dir.path()
+            .join(mindo_bulk::secrets::DEFAULT_KEY_FILE)
+            .exists(),
+        "no new key is made for a database that has one"
+    );
+}
+
+#[actix_web::test]
 async fn rotation_re_encrypts_every_secret_under_the_new_key() {
     let old = SecretKey::generate();
     let old_hex = old.to_hex();
