@@ -56,7 +56,9 @@ struct SendBulkRequest {
     /// ISO 8601; start no earlier than this (in the future, within 30 days).
     #[serde(default)]
     scheduled_at: Option<String>,
-    /// An https URL that receives the client events of this send.
+    /// An https URL on the public internet that receives the client events of this send
+    /// (loopback, private, link-local, CGNAT, multicast and other internal addresses are
+    /// refused unless the operator allows them).
     #[serde(default)]
     callback_url: Option<String>,
     /// Validate only: nothing is stored, the answer is 200 with a `preview`.
