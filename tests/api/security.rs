@@ -245,6 +245,18 @@ async fn plain_text_rows_are_encrypted_at_the_next_start() {
             .execute(&mut *conn)
             .unwrap();
     }
+    let app = restart(&meta, |_| {}).await;
+    let (tokens, secrets) = stored_secrets(&app);
+    for (value, id) in tokens.iter().chain(&secrets) {
+        assert_eq!(id.as_deref(), Some(app.secret_key.id()));
+        assert!(!value.contains(SANDBOX_TOKEN) && !value.contains("whsec_"));
+    }
+    send_completes(&app, &meta.api_key, 2).await;
+}
+
+/// Starts a daemon again on `meta`'s database and simulator (after `meta.app.crash()`),
+/// with `tweak` applied to its config.
+async fn restart(meta: &MetaApp, tweak: impl FnOnce(&mut mindo_bulk::config::Config)) -> TestApp {
     let (graph, secret) = (
         meta.sim.base_url().to_owned(),
         meta.sim.app_secret().to_owned(),
@@ -252,16 +264,12 @@ async fn plain_text_rows_are_encrypted_at_the_next_start() {
     let app = spawn_app_on(meta.app.database.clone(), meta.app.clock.clone(), |c| {
         c.graph_url = graph;
         c.app_secret = Some(secret.into());
+        tweak(c);
     })
     .await;
     meta.sim
         .set_webhook_url(Some(format!("{}/webhooks/meta/", app.address)));
-    let (tokens, secrets) = stored_secrets(&app);
-    for (value, id) in tokens.iter().chain(&secrets) {
-        assert_eq!(id.as_deref(), Some(app.secret_key.id()));
-        assert!(!value.contains(SANDBOX_TOKEN) && !value.contains("whsec_"));
-    }
-    send_completes(&app, &meta.api_key, 2).await;
+    app
 }
 
 /// Submits a send of `n` recipients on `app` and waits until it is COMPLETED: Meta (the
@@ -415,16 +423,7 @@ async fn rotation_re_encrypts_every_secret_under_the_new_key() {
     assert!(message.contains(new.id()), "{message}");
 
     // The new key's file works, and the token it opens is the real one.
-    let (graph, secret) = (
-        meta.sim.base_url().to_owned(),
-        meta.sim.app_secret().to_owned(),
-    );
-    let app = spawn_app_on(meta.app.database.clone(), meta.app.clock.clone(), |c| {
-        c.graph_url = graph;
-        c.app_secret = Some(secret.into());
-        c.secret_key_file = Some(new_file.clone());
-    })
-    .await;
+    let app = restart(&meta, |c| c.secret_key_file = Some(new_file.clone())).await;
     let (tokens, secrets) = stored_secrets(&app);
     assert!(tokens
         .iter()
