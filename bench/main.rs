@@ -242,6 +242,8 @@ async fn setup(
         app_secret: Some(sim.app_secret().to_owned().into()),
         sync_interval_secs: 0,
         log: "warn".into(),
+        // The benchmark measures the engine, not the per-tenant request budget.
+        tenant_rps: 0,
         ..Config::default()
     };
     tweak(&mut config);
@@ -252,9 +254,10 @@ async fn setup(
     let server = app.server_handle();
     actix_web::rt::spawn(app.run_until_stopped());
     let now = clock.now_ms();
+    let key = state.secret_key.clone();
     let created = state
         .db
-        .run(move |conn| tenants::create_tenant(conn, "Bench", now))
+        .run(move |conn| tenants::create_tenant(conn, "Bench", &key, now))
         .await?;
     let graph = state.config.graph_client();
     for waba in &world.wabas {
@@ -262,6 +265,7 @@ async fn setup(
             &state.db,
             &graph,
             &clock,
+            &state.secret_key,
             created.tenant_id,
             &waba.id,
             &waba.access_token,

@@ -12,9 +12,12 @@ use serde_json::json;
 use crate::client::{self, SendOptions, Target};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::{Config, LogFormat};
+use crate::domain::api_key::{self, KeyScope};
+use crate::domain::secret_box::SecretKey;
 use crate::simulator::{SimConfig, Simulator};
 use crate::startup::Application;
 use crate::storage::accounts::{self, NumberOverride};
+use crate::storage::secrets as storage_secrets;
 use crate::storage::{tenants, Db};
 use crate::sync;
 
@@ -59,6 +62,9 @@ pub enum Command {
     /// Operator overrides of a sender number.
     #[command(subcommand)]
     Number(NumberCommand),
+    /// The key that encrypts access tokens and webhook secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Run the Meta simulator on its own (the sandbox world unless --config gives one).
     Simulator(SimulatorArgs),
     /// Submit a CSV of recipients to a running daemon and follow the send with a progress bar
@@ -212,6 +218,17 @@ pub struct SimulatorArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-encrypt every stored secret under a new key (created in FILE if FILE does not
+    /// exist). Stop the daemons first, then restart them with MINDO_SECRET_KEY_FILE=FILE.
+    Rotate {
+        /// The new key's file (64 hex digits); created, mode 0600, if missing.
+        #[arg(long = "new-key-file", value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant with a first API key and a webhook secret.
     Create {
@@ -231,12 +248,22 @@ pub enum ApiKeyCommand {
         /// A name for the key (shown as `created_by` on the sends it creates).
         #[arg(long, default_value = "API key")]
         name: String,
+        /// `send` (everything) or `read` (no send-bulk, cancel, pause or resume).
+        #[arg(long, default_value = "send", value_parser = parse_scope)]
+        scope: KeyScope,
+        /// How long the key works, e.g. `90d`, `12h`, `30m`; by default it does not expire.
+        #[arg(long = "expires-in", value_name = "DURATION", value_parser = api_key::parse_lifetime)]
+        expires_in: Option<i64>,
     },
     /// Revoke an API key by id; it stops authenticating at once.
     Revoke {
         /// The key's id.
         id: i64,
     },
+}
+
+fn parse_scope(value: &str) -> Result<KeyScope, String> {
+    value.parse()
 }
 
 /// Runs the parsed command line.
@@ -267,6 +294,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             init_quiet_logging(&config);
             let db = open_db(&config)?;
             let applied = db.migrate()?;
+            crate::secrets::prepare(&config, &mut *db.get()?)?;
             print(
                 cli.json,
                 json!({"applied": applied}),
@@ -281,8 +309,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(TenantCommand::Create { name }) => {
             let config = load()?;
             init_quiet_logging(&config);
-            let db = open_migrated_db(&config)?;
-            let created = tenants::create_tenant(&mut *db.get()?, &name, SystemClock.now_ms())?;
+            let (db, key) = open_with_key(&config)?;
+            let created =
+                tenants::create_tenant(&mut *db.get()?, &name, &key, SystemClock.now_ms())?;
             print(
                 cli.json,
                 json!({
@@ -297,18 +326,40 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::ApiKey(ApiKeyCommand::Create { tenant, name }) => {
+        Command::ApiKey(ApiKeyCommand::Create {
+            tenant,
+            name,
+            scope,
+            expires_in,
+        }) => {
             let config = load()?;
             init_quiet_logging(&config);
             let db = open_migrated_db(&config)?;
-            let (id, key) =
-                tenants::create_api_key(&mut *db.get()?, tenant, &name, SystemClock.now_ms())?;
+            let now = SystemClock.now_ms();
+            let expires_at = expires_in.map(|ms| now.saturating_add(ms));
+            let new = tenants::NewKey {
+                name: &name,
+                scope,
+                expires_at,
+            };
+            let (id, key) = tenants::create_api_key(&mut *db.get()?, tenant, &new, now)?;
+            let expires = expires_at.map(crate::clock::format_api_time);
             print(
                 cli.json,
-                json!({"api_key_id": id, "api_key": key}),
-                &format!("api_key_id: {id}\napi_key: {key}"),
+                json!({"api_key_id": id, "api_key": key, "scope": scope.as_str(),
+                       "expires_at": expires}),
+                &format!(
+                    "api_key_id: {id}\napi_key: {key}\nscope: {}\nexpires_at: {}",
+                    scope.as_str(),
+                    expires.as_deref().unwrap_or("never")
+                ),
             );
             Ok(())
+        }
+        Command::Secrets(SecretsCommand::Rotate { new_key_file }) => {
+            let config = load()?;
+            init_quiet_logging(&config);
+            rotate_secrets(cli.json, &config, &new_key_file)
         }
         Command::Waba(command) => waba(cli.json, load()?, command),
         Command::Number(command) => number(cli.json, load()?, command),
@@ -329,7 +380,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn waba(json: bool, config: Config, command: WabaCommand) -> anyhow::Result<()> {
     init_quiet_logging(&config);
-    let db = open_migrated_db(&config)?;
+    let (db, key) = open_with_key(&config)?;
     let clock: SharedClock = Arc::new(SystemClock);
     actix_web::rt::System::new().block_on(async move {
         let graph = config.graph_client();
@@ -344,6 +395,7 @@ fn waba(json: bool, config: Config, command: WabaCommand) -> anyhow::Result<()> 
                     &db,
                     &graph,
                     &clock,
+                    &key,
                     tenant,
                     &waba_id,
                     &access_token,
@@ -365,7 +417,7 @@ fn waba(json: bool, config: Config, command: WabaCommand) -> anyhow::Result<()> 
                 Ok(())
             }
             WabaCommand::Sync => {
-                let results = sync::sync_all(&db, &graph, &clock).await?;
+                let results = sync::sync_all(&db, &graph, &clock, &key).await?;
                 let mut reports = Vec::new();
                 let mut failures = Vec::new();
                 for result in results {
@@ -587,6 +639,51 @@ fn open_migrated_db(config: &Config) -> anyhow::Result<Db> {
     let db = open_db(config)?;
     db.migrate()?;
     Ok(db)
+}
+
+/// The migrated database and the key for its secrets (`secrets::prepare`).
+fn open_with_key(config: &Config) -> anyhow::Result<(Db, SecretKey)> {
+    let db = open_migrated_db(config)?;
+    let key = crate::secrets::prepare(config, &mut *db.get()?)?;
+    Ok((db, key))
+}
+
+/// `secrets rotate`: everything re-encrypted under the key in `new_key_file`.
+fn rotate_secrets(json: bool, config: &Config, new_key_file: &Path) -> anyhow::Result<()> {
+    let (db, old) = open_with_key(config)?;
+    let new = if new_key_file.exists() {
+        crate::secrets::read_key_file(new_key_file)?
+    } else {
+        crate::secrets::create_key_file(new_key_file)?
+    };
+    if new.id() == old.id() {
+        anyhow::bail!(
+            "{} holds the key already in use ({}); give a new key file",
+            new_key_file.display(),
+            old.id()
+        );
+    }
+    let counts = storage_secrets::rotate(&mut *db.get()?, &old, &new)?;
+    print(
+        json,
+        json!({
+            "old_key_id": old.id(),
+            "new_key_id": new.id(),
+            "new_key_file": new_key_file.display().to_string(),
+            "access_tokens": counts.access_tokens,
+            "webhook_secrets": counts.webhook_secrets,
+        }),
+        &format!(
+            "Re-encrypted {} access token(s) and {} webhook secret(s) under key {} (was {}).\n\
+             Start every node with MINDO_SECRET_KEY_FILE={}; the old key opens nothing now.",
+            counts.access_tokens,
+            counts.webhook_secrets,
+            new.id(),
+            old.id(),
+            new_key_file.display()
+        ),
+    );
+    Ok(())
 }
 
 fn print(json: bool, value: serde_json::Value, human: &str) {

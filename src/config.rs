@@ -5,11 +5,12 @@
 //! Secrets (the Meta app secret, the webhook verify token) are [`SecretString`]s: their
 //! `Debug` output is redacted, so printing or logging a `Config` never reveals them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::domain::egress::{parse_networks, CallbackPolicy, IpNetwork};
 pub use crate::domain::message::ReconcilePolicy;
 use crate::domain::message::UnknownReconcilePolicy;
 
@@ -71,6 +72,20 @@ pub struct Config {
     pub log: String,
     /// `MINDO_LOG_FORMAT`, default `text`: `text` or `json`.
     pub log_format: LogFormat,
+    /// `MINDO_CALLBACK_ALLOW_LOOPBACK`, default false: callbacks may go to this machine
+    /// (`serve --sandbox` turns it on).
+    pub callback_allow_loopback: bool,
+    /// `MINDO_CALLBACK_ALLOWED_NETWORKS`, default none: CIDR ranges (comma or space
+    /// separated) callbacks may reach although they are not public.
+    pub callback_allowed_networks: Vec<IpNetwork>,
+    /// `MINDO_TENANT_RPS`, default 50: API requests per second one tenant may make, with a
+    /// burst of twice that; over it, 429. 0 turns the limit off.
+    pub tenant_rps: u32,
+    /// `MINDO_SECRET_KEY`: the key that encrypts secrets at rest (64 hex digits).
+    pub secret_key: Option<SecretString>,
+    /// `MINDO_SECRET_KEY_FILE`: a file holding that key (systemd `LoadCredential=`). With
+    /// neither, `mindo-secret.key` in the working directory, created on first start.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -93,6 +108,11 @@ impl Default for Config {
             shutdown_timeout_secs: 30,
             log: "info".into(),
             log_format: LogFormat::Text,
+            callback_allow_loopback: false,
+            callback_allowed_networks: Vec::new(),
+            tenant_rps: 50,
+            secret_key: None,
+            secret_key_file: None,
         }
     }
 }
@@ -118,6 +138,11 @@ struct FileConfig {
     shutdown_timeout_secs: Option<u64>,
     log: Option<String>,
     log_format: Option<LogFormat>,
+    callback_allow_loopback: Option<bool>,
+    callback_allowed_networks: Option<String>,
+    tenant_rps: Option<u32>,
+    secret_key: Option<SecretString>,
+    secret_key_file: Option<PathBuf>,
 }
 
 /// A setting that could not be used, with the place it came from.
@@ -143,6 +168,14 @@ impl Config {
             std::time::Duration::from_secs(self.graph_timeout_secs),
             GRAPH_MAX_CONNECTIONS,
         )
+    }
+
+    /// What client callbacks may reach.
+    pub fn callback_policy(&self) -> CallbackPolicy {
+        CallbackPolicy {
+            allow_loopback: self.callback_allow_loopback,
+            allowed_networks: self.callback_allowed_networks.clone(),
+        }
     }
 
     /// Defaults, then the file at `path` (if any), then the process environment.
@@ -174,14 +207,21 @@ impl Config {
                 path: path.to_owned(),
                 message: e.message().to_owned(),
             })?;
-            config.apply_file(parsed);
+            config.apply_file(path, parsed)?;
         }
         config.apply_env(env)?;
         config.check()?;
         Ok(config)
     }
 
-    fn apply_file(&mut self, f: FileConfig) {
+    fn apply_file(&mut self, path: &str, f: FileConfig) -> Result<(), ConfigError> {
+        if let Some(list) = &f.callback_allowed_networks {
+            self.callback_allowed_networks =
+                parse_networks(list).map_err(|message| ConfigError::File {
+                    path: path.to_owned(),
+                    message: format!("callback_allowed_networks: {message}"),
+                })?;
+        }
         macro_rules! take {
             ($($field:ident),*) => { $( if let Some(v) = f.$field { self.$field = v; } )* };
         }
@@ -200,14 +240,23 @@ impl Config {
             reconcile_policy,
             shutdown_timeout_secs,
             log,
-            log_format
+            log_format,
+            callback_allow_loopback,
+            tenant_rps
         );
+        if f.secret_key.is_some() {
+            self.secret_key = f.secret_key;
+        }
+        if f.secret_key_file.is_some() {
+            self.secret_key_file = f.secret_key_file;
+        }
         if f.app_secret.is_some() {
             self.app_secret = f.app_secret;
         }
         if f.verify_token.is_some() {
             self.verify_token = f.verify_token;
         }
+        Ok(())
     }
 
     fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
@@ -232,6 +281,32 @@ impl Config {
         if let Some(v) = env("MINDO_LOG") {
             self.log = v;
         }
+        if let Some(v) = env("MINDO_SECRET_KEY") {
+            self.secret_key = Some(SecretString::from(v));
+        }
+        if let Some(v) = env("MINDO_SECRET_KEY_FILE") {
+            self.secret_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("MINDO_CALLBACK_ALLOW_LOOPBACK") {
+            self.callback_allow_loopback = match v.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" | "" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "MINDO_CALLBACK_ALLOW_LOOPBACK",
+                        message: format!("expected `true` or `false`, got `{v}`"),
+                    })
+                }
+            };
+        }
+        if let Some(v) = env("MINDO_CALLBACK_ALLOWED_NETWORKS") {
+            self.callback_allowed_networks =
+                parse_networks(&v).map_err(|message| ConfigError::Env {
+                    var: "MINDO_CALLBACK_ALLOWED_NETWORKS",
+                    message,
+                })?;
+        }
+        self.tenant_rps = number(&env, "MINDO_TENANT_RPS", self.tenant_rps)?;
         self.db_pool_size = number(&env, "MINDO_DB_POOL_SIZE", self.db_pool_size)?;
         self.max_recipients = number(&env, "MINDO_MAX_RECIPIENTS", self.max_recipients)?;
         self.body_limit_bytes = number(&env, "MINDO_BODY_LIMIT_BYTES", self.body_limit_bytes)?;
@@ -369,12 +444,47 @@ mod tests {
     }
 
     #[test]
+    fn security_settings_from_the_environment() {
+        let c = Config::from_sources(None, env_of(&[])).unwrap();
+        assert!(!c.callback_allow_loopback);
+        assert!(c.callback_allowed_networks.is_empty());
+        assert_eq!(c.tenant_rps, 50);
+        let c = Config::from_sources(
+            Some((
+                "m.toml",
+                "callback_allowed_networks = \"10.1.0.0/16\"\ntenant_rps = 5",
+            )),
+            env_of(&[
+                ("MINDO_CALLBACK_ALLOW_LOOPBACK", "true"),
+                ("MINDO_TENANT_RPS", "7"),
+                (
+                    "MINDO_SECRET_KEY_FILE",
+                    "/run/credentials/mindo-bulk.service/secret-key",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert!(c.callback_allow_loopback);
+        assert_eq!(c.callback_allowed_networks.len(), 1);
+        assert_eq!(c.tenant_rps, 7);
+        assert!(c
+            .callback_policy()
+            .check_ip("10.1.2.3".parse().unwrap())
+            .is_ok());
+        assert_eq!(
+            c.secret_key_file.as_deref(),
+            Some(Path::new("/run/credentials/mindo-bulk.service/secret-key"))
+        );
+    }
+
+    #[test]
     fn secrets_are_not_printed() {
         let c = Config::from_sources(
             None,
             env_of(&[
                 ("MINDO_APP_SECRET", "s3cr3t-app"),
                 ("MINDO_VERIFY_TOKEN", "s3cr3t-verify"),
+                ("MINDO_SECRET_KEY", "s3cr3t-key"),
             ]),
         )
         .unwrap();
@@ -396,6 +506,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("MINDO_DATABASE_URL"), "{err}");
+        let err = Config::from_sources(
+            None,
+            env_of(&[("MINDO_CALLBACK_ALLOWED_NETWORKS", "10.0.0.0/99")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("MINDO_CALLBACK_ALLOWED_NETWORKS:"), "{err}");
+        let err = Config::from_sources(None, env_of(&[("MINDO_CALLBACK_ALLOW_LOOPBACK", "sure")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("MINDO_CALLBACK_ALLOW_LOOPBACK:"), "{err}");
         let err = Config::from_sources(Some(("m.toml", "bnid = 1")), env_of(&[]))
             .unwrap_err()
             .to_string();

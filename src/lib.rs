@@ -10,6 +10,8 @@
 //! - [`config`] — settings from defaults, a TOML file and `MINDO_*` variables.
 //! - [`telemetry`] — logging, and the Prometheus metrics registry (`/metrics`).
 //! - [`sandbox`] — `serve --sandbox`: the simulator in-process and a seeded demo tenant.
+//! - [`secrets`] — the key that encrypts secrets at rest: from the environment, a file, or
+//!   created on first start; checked against the database at every start.
 //! - [`startup`] — `Application::build(config)` → a bound server; `run_until_stopped()`.
 //! - [`clock`] — time as an injectable dependency.
 //! - [`domain`] — pure types and rules (API keys, phones, templates, tiers, message states, ETA), unit-tested, no I/O.
@@ -33,6 +35,7 @@ pub mod engine;
 pub mod http;
 pub mod meta;
 pub mod sandbox;
+pub mod secrets;
 pub mod simulator;
 pub mod startup;
 pub mod storage;

@@ -6,7 +6,8 @@
 //! both parameter formats) on a free loopback port; the Graph client, the app secret and the
 //! webhook URL point at it. A demo tenant is seeded (a fresh API key at every start: only
 //! hashes are stored) and its WABAs are registered through the real Graph client, exactly as
-//! `mindo-bulk waba add` does.
+//! `mindo-bulk waba add` does. Client callbacks may go to loopback receivers (the sandbox is
+//! local by nature), unless `MINDO_CALLBACK_ALLOW_LOOPBACK=false` says otherwise.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::domain::api_key::KeyScope;
 use crate::simulator::{SimConfig, Simulator};
 use crate::startup::Application;
 use crate::storage::schema::tenants as tenants_table;
@@ -61,6 +63,9 @@ pub async fn start_simulator(config: &mut Config, clock: SharedClock) -> anyhow:
     if config.database_url == Config::default().database_url {
         config.database_url = SANDBOX_DATABASE_URL.to_owned();
     }
+    if std::env::var_os("MINDO_CALLBACK_ALLOW_LOOPBACK").is_none() {
+        config.callback_allow_loopback = true;
+    }
     Ok(simulator)
 }
 
@@ -75,25 +80,31 @@ pub async fn seed(
     simulator.set_webhook_url(Some(format!("{base}/webhooks/meta/")));
     let state = app.state();
     let now = clock.now_ms();
-    let (tenant_id, api_key) =
-        state
-            .db
-            .run(move |conn| {
-                let existing: Option<i64> = tenants_table::table
-                    .filter(tenants_table::name.eq(DEMO_TENANT))
-                    .select(tenants_table::id)
-                    .first(conn)
-                    .optional()
-                    .map_err(crate::storage::StorageError::from)?;
-                match existing {
-                    Some(id) => tenants::create_api_key(conn, id, "Sandbox key", now)
-                        .map(|(_, key)| (id, key)),
-                    None => tenants::create_tenant(conn, DEMO_TENANT, now)
-                        .map(|t| (t.tenant_id, t.api_key)),
+    let key = state.secret_key.clone();
+    let (tenant_id, api_key) = state
+        .db
+        .run(move |conn| {
+            let existing: Option<i64> = tenants_table::table
+                .filter(tenants_table::name.eq(DEMO_TENANT))
+                .select(tenants_table::id)
+                .first(conn)
+                .optional()
+                .map_err(crate::storage::StorageError::from)?;
+            match existing {
+                Some(id) => {
+                    let new = tenants::NewKey {
+                        name: "Sandbox key",
+                        scope: KeyScope::Send,
+                        expires_at: None,
+                    };
+                    tenants::create_api_key(conn, id, &new, now).map(|(_, key)| (id, key))
                 }
-            })
-            .await
-            .context("cannot seed the demo tenant")?;
+                None => tenants::create_tenant(conn, DEMO_TENANT, &key, now)
+                    .map(|t| (t.tenant_id, t.api_key)),
+            }
+        })
+        .await
+        .context("cannot seed the demo tenant")?;
     let graph = state.config.graph_client();
     let world = SimConfig::sandbox();
     let mut numbers = Vec::new();
@@ -102,6 +113,7 @@ pub async fn seed(
             &state.db,
             &graph,
             clock,
+            &state.secret_key,
             tenant_id,
             &waba.id,
             &waba.access_token,

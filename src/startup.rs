@@ -18,8 +18,10 @@ use anyhow::Context;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::domain::secret_box::SecretKey;
 use crate::engine::Engine;
 use crate::http;
+use crate::http::limits::TenantLimits;
 use crate::storage::Db;
 
 /// What every request handler can reach.
@@ -29,6 +31,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: SharedClock,
     pub engine: Engine,
+    /// The key that encrypts secrets at rest.
+    pub secret_key: SecretKey,
+    /// Every tenant's request budget.
+    pub tenant_limits: Arc<TenantLimits>,
     /// Set when a clean stop begins: new sends are refused (503) from then on.
     pub draining: Arc<AtomicBool>,
 }
@@ -53,13 +59,15 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let url = config.database_url.clone();
         let pool_size = config.db_pool_size;
-        let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {
+        let key_config = config.clone();
+        let (db, secret_key) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let db = Db::connect(&url, pool_size)?;
             let applied = db.migrate()?;
             if !applied.is_empty() {
                 tracing::info!(versions = ?applied, "Applied database migrations.");
             }
-            Ok(db)
+            let secret_key = crate::secrets::prepare(&key_config, &mut *db.get()?)?;
+            Ok((db, secret_key))
         })
         .await
         .context("the database setup task failed")??;
@@ -69,12 +77,19 @@ impl Application {
         let port = listener.local_addr()?.port();
         let config = Arc::new(config);
         crate::telemetry::metrics_handle();
-        let engine = Engine::start(db.clone(), config.clone(), clock.clone());
+        let engine = Engine::start(
+            db.clone(),
+            config.clone(),
+            clock.clone(),
+            secret_key.clone(),
+        );
         let state = AppState {
             db,
+            tenant_limits: Arc::new(TenantLimits::new(config.tenant_rps, clock.clone())),
             config,
             clock,
             engine,
+            secret_key,
             draining: Arc::new(AtomicBool::new(false)),
         };
         if state.config.sync_interval_secs > 0 {
@@ -82,6 +97,7 @@ impl Application {
                 state.db.clone(),
                 state.config.graph_client(),
                 state.clock.clone(),
+                state.secret_key.clone(),
                 Duration::from_secs(state.config.sync_interval_secs),
             );
         }

@@ -9,8 +9,10 @@
 use std::time::Duration;
 
 use crate::clock::SharedClock;
+use crate::domain::secret_box::SecretKey;
 use crate::meta::client::{GraphClient, GraphError};
 use crate::storage::accounts::{self, AccountError, BusinessAccount, SyncCounts};
+use crate::storage::secrets::{self, SecretsError};
 use crate::storage::{Db, StorageError};
 
 /// What a sync did.
@@ -28,6 +30,11 @@ pub struct SyncReport {
 pub enum SyncError {
     #[error("WABA {waba_id}: {source}")]
     Graph { waba_id: String, source: GraphError },
+    #[error("WABA {waba_id}: {source}")]
+    Secret {
+        waba_id: String,
+        source: SecretsError,
+    },
     #[error(transparent)]
     Account(#[from] AccountError),
 }
@@ -39,10 +46,12 @@ impl From<StorageError> for SyncError {
 }
 
 /// Registers a WABA for a tenant and syncs it.
+#[allow(clippy::too_many_arguments)]
 pub async fn add_waba(
     db: &Db,
     graph: &GraphClient,
     clock: &SharedClock,
+    key: &SecretKey,
     tenant_id: i64,
     waba_id: &str,
     access_token: &str,
@@ -61,6 +70,7 @@ pub async fn add_waba(
         db,
         graph,
         clock,
+        key,
         tenant_id,
         waba_id,
         &waba.name,
@@ -75,10 +85,16 @@ pub async fn sync_account(
     db: &Db,
     graph: &GraphClient,
     clock: &SharedClock,
+    key: &SecretKey,
     account: &BusinessAccount,
 ) -> Result<SyncReport, SyncError> {
+    let access_token =
+        secrets::open_access_token(key, account).map_err(|source| SyncError::Secret {
+            waba_id: account.waba_id.clone(),
+            source,
+        })?;
     let waba = graph
-        .waba(&account.access_token, &account.waba_id)
+        .waba(&access_token, &account.waba_id)
         .await
         .map_err(|source| SyncError::Graph {
             waba_id: account.waba_id.clone(),
@@ -93,11 +109,12 @@ pub async fn sync_account(
         db,
         graph,
         clock,
+        key,
         account.tenant_id,
         &account.waba_id,
         &name,
         &account.portfolio_id,
-        &account.access_token,
+        &access_token,
     )
     .await
 }
@@ -107,11 +124,12 @@ pub async fn sync_all(
     db: &Db,
     graph: &GraphClient,
     clock: &SharedClock,
+    key: &SecretKey,
 ) -> Result<Vec<Result<SyncReport, SyncError>>, StorageError> {
     let all = db.run(accounts::all_accounts).await?;
     let mut results = Vec::with_capacity(all.len());
     for account in &all {
-        results.push(sync_account(db, graph, clock, account).await);
+        results.push(sync_account(db, graph, clock, key, account).await);
     }
     Ok(results)
 }
@@ -121,6 +139,7 @@ async fn fetch_and_store(
     db: &Db,
     graph: &GraphClient,
     clock: &SharedClock,
+    key: &SecretKey,
     tenant_id: i64,
     waba_id: &str,
     name: &str,
@@ -140,16 +159,17 @@ async fn fetch_and_store(
         .await
         .map_err(graph_err)?;
     let now = clock.now_ms();
-    let (waba, name, portfolio, token) = (
+    let (waba, name, portfolio, token, key) = (
         waba_id.to_owned(),
         name.to_owned(),
         portfolio_id.to_owned(),
         access_token.to_owned(),
+        key.clone(),
     );
     let (business_account_id, counts) = db
         .run(move |conn| {
             accounts::store_sync(
-                conn, tenant_id, &waba, &name, &portfolio, &token, &numbers, &templates, now,
+                conn, tenant_id, &waba, &name, &portfolio, &token, &key, &numbers, &templates, now,
             )
         })
         .await?;
@@ -163,13 +183,19 @@ async fn fetch_and_store(
 
 /// Re-syncs every WABA every `interval`, on the current actix arbiter, until the System
 /// stops. Failures are logged and retried at the next round.
-pub fn spawn_periodic(db: Db, graph: GraphClient, clock: SharedClock, interval: Duration) {
+pub fn spawn_periodic(
+    db: Db,
+    graph: GraphClient,
+    clock: SharedClock,
+    key: SecretKey,
+    interval: Duration,
+) {
     actix_web::rt::spawn(async move {
         let mut ticker = actix_web::rt::time::interval(interval);
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            match sync_all(&db, &graph, &clock).await {
+            match sync_all(&db, &graph, &clock, &key).await {
                 Ok(results) => {
                     for result in results {
                         match result {

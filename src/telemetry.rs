@@ -322,7 +322,7 @@ pub fn webhook_updates(applied: usize, duplicates: usize, unknown: usize) {
 }
 
 /// Results of `mindo_callback_attempts_total`.
-pub const CALLBACK_RESULTS: [&str; 3] = ["delivered", "retry", "given_up"];
+pub const CALLBACK_RESULTS: [&str; 4] = ["delivered", "retry", "given_up", "refused"];
 
 /// An attempt to post a client callback event ended with `result` (one of
 /// [`CALLBACK_RESULTS`]).

@@ -66,9 +66,91 @@ pub fn verify(presented: &str, stored_hash: &str) -> bool {
         .into()
 }
 
+/// What a key may do. A `read` key reads (status, messages, lists, business accounts);
+/// only a `send` key creates sends and cancels, pauses or resumes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyScope {
+    #[default]
+    Send,
+    Read,
+}
+
+impl KeyScope {
+    /// The stored and printed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::Send => "send",
+            KeyScope::Read => "read",
+        }
+    }
+
+    /// Whether the key may create and control sends.
+    pub fn can_send(self) -> bool {
+        self == KeyScope::Send
+    }
+}
+
+impl std::str::FromStr for KeyScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "send" => Ok(KeyScope::Send),
+            "read" => Ok(KeyScope::Read),
+            _ => Err(format!("expected `send` or `read`, got `{s}`")),
+        }
+    }
+}
+
+/// A key's lifetime as `--expires-in` takes it: a whole number and a unit, `d` (days),
+/// `h`, `m` or `s` (`90d`, `12h`); in milliseconds.
+pub fn parse_lifetime(text: &str) -> Result<i64, String> {
+    let bad =
+        || format!("expected a whole number and a unit d, h, m or s (e.g. 90d), got `{text}`");
+    let text = text.trim();
+    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    let (count, unit) = text.split_at(split);
+    let count: i64 = count.parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+    let unit_ms: i64 = match unit {
+        "d" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        "s" => 1_000,
+        _ => return Err(bad()),
+    };
+    count
+        .checked_mul(unit_ms)
+        .filter(|ms| *ms <= 100 * 365 * 86_400_000)
+        .ok_or_else(|| format!("`{text}` is longer than 100 years"))
+}
+
+/// Whether a key with this expiry time has expired at `now_ms`.
+pub fn is_expired(expires_at: Option<i64>, now_ms: i64) -> bool {
+    expires_at.is_some_and(|at| now_ms >= at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_and_lifetimes_parse() {
+        assert_eq!("read".parse::<KeyScope>(), Ok(KeyScope::Read));
+        assert_eq!("send".parse::<KeyScope>(), Ok(KeyScope::Send));
+        assert!("admin".parse::<KeyScope>().is_err());
+        assert!(!KeyScope::Read.can_send());
+        assert_eq!(KeyScope::default(), KeyScope::Send);
+        assert_eq!(parse_lifetime("90d"), Ok(90 * 86_400_000));
+        assert_eq!(parse_lifetime("12h"), Ok(12 * 3_600_000));
+        assert_eq!(parse_lifetime("30m"), Ok(1_800_000));
+        assert_eq!(parse_lifetime("45s"), Ok(45_000));
+        for bad in ["", "d", "0d", "-1d", "90", "90w", "1.5d", "99999999999999d"] {
+            assert!(parse_lifetime(bad).is_err(), "{bad}");
+        }
+        assert!(!is_expired(None, i64::MAX));
+        assert!(!is_expired(Some(1_000), 999));
+        assert!(is_expired(Some(1_000), 1_000));
+    }
 
     #[test]
     fn generated_keys_have_the_documented_shape() {

@@ -10,12 +10,16 @@
 //!   round robin between the sends of a number.
 //! - `eta`: quota (`quota_info`) and estimated-time arithmetic.
 //! - `callback`: client callback events: envelope, signature, progress rate, retry schedule.
+//! - `egress`: what a callback may reach: the address classifier and the callback URL policy.
+//! - `secret_box`: secrets encrypted at rest (XChaCha20-Poly1305), the key and its id.
 
 pub mod api_key;
 pub mod callback;
+pub mod egress;
 pub mod eta;
 pub mod message;
 pub mod pacing;
 pub mod phone;
+pub mod secret_box;
 pub mod template;
 pub mod tier;

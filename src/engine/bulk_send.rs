@@ -217,6 +217,16 @@ impl BulkSendActor {
                         return;
                     }
                 };
+                // A token that does not open is never sent to Meta (see storage::secrets).
+                let opened =
+                    crate::storage::secrets::open_access_token(&act.ctx.secret_key, &account);
+                let access_token = match opened {
+                    Ok(token) => token,
+                    Err(err) => {
+                        act.stop_send(format!("secret_unavailable: {err}"), ctx);
+                        return;
+                    }
+                };
                 // A control request handled while this was read is fresher than the row.
                 if act.stored_flags_apply(generation) {
                     act.paused = send.paused;
@@ -234,7 +244,7 @@ impl BulkSendActor {
                     phone_row_id: number.id,
                     phone_number_id: number.phone_number_id,
                     portfolio_id: account.portfolio_id,
-                    access_token: account.access_token,
+                    access_token,
                     template_name: template.name,
                     language: template.language,
                     spec,

@@ -16,6 +16,14 @@
 //! - Every second it asks for the progress events due (`storage::callbacks::progress_due`)
 //!   and inserts them through the writer; every hour it deletes events settled more than 7
 //!   days ago.
+//! - Every attempt first vets where it goes (`domain::egress`): the URL again (the policy
+//!   may have changed since the submission), then every address its host resolves to; the
+//!   connection goes to the first allowed address (so a DNS answer that changes between
+//!   the check and the connection cannot take it elsewhere), redirects are not followed.
+//!   A refused target gives the event up at once, with the reason recorded on it: it is not
+//!   retried for the rest of its 24 h. A failed lookup is retried like a refused connection.
+//! - The tenant's webhook secret is stored encrypted and opened for each attempt; one that
+//!   does not open (a wrong key) fails the attempt, and nothing unsigned is posted.
 //! - The events are rows, so a restart loses none: the next start posts what was due. An
 //!   attempt cut short by a stop is made again when its claim ends (receivers deduplicate
 //!   by the event id).
@@ -24,13 +32,16 @@
 //! is real time.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::EngineContext;
 use crate::domain::callback::{self, AfterFailure};
+use crate::domain::egress::{CallbackHost, CallbackPolicy, TargetRefused};
 use crate::storage::callbacks::{self, DueEvent};
+use crate::storage::secrets;
 use crate::storage::StorageError;
 
 /// How often due events are looked for.
@@ -52,6 +63,53 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// How long settled (delivered or given up) events are kept.
 const KEEP_SETTLED_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// How long a receiver's name may take to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an attempt did not deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// Worth another try (a refused connection, a 5xx, a failed lookup, …).
+    Retry(String),
+    /// The target is not allowed: given up at once.
+    Refused(String),
+}
+
+/// Where an attempt connects, once vetted.
+enum Target {
+    Allowed(SocketAddr),
+    Refused(TargetRefused),
+    LookupFailed(String),
+}
+
+/// Vets a callback URL and picks the address to connect to (see the module doc).
+async fn vet(policy: &CallbackPolicy, url: &str) -> Target {
+    let (url, host) = match policy.check_url(url) {
+        Ok(checked) => checked,
+        Err(refused) => return Target::Refused(refused),
+    };
+    let port = url.port_or_known_default().unwrap_or(443);
+    let ip = match host {
+        CallbackHost::Ip(ip) => ip,
+        CallbackHost::Name(name) => {
+            let lookup = tokio::net::lookup_host((name.as_str(), port));
+            let resolved: Vec<IpAddr> = match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+                Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+                Ok(Err(err)) => return Target::LookupFailed(format!("{name}: {err}")),
+                Err(_) => return Target::LookupFailed(format!("{name}: the lookup timed out")),
+            };
+            if resolved.is_empty() {
+                return Target::LookupFailed(format!("{name} has no address"));
+            }
+            match policy.pick(&name, &resolved) {
+                Ok(ip) => ip,
+                Err(refused) => return Target::Refused(refused),
+            }
+        }
+    };
+    Target::Allowed(SocketAddr::new(ip, port))
+}
 
 /// What an attempt's outcome writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,16 +210,58 @@ impl CallbackDelivery {
         }));
     }
 
-    /// Posts one claimed event, signed.
+    /// Vets where a claimed event goes, then posts it there, signed.
     fn attempt(&mut self, event: DueEvent, ctx: &mut Context<Self>) {
         let Some(url) = event.callback_url.clone() else {
-            self.record(event, Err("the send has no callback_url".into()), ctx);
+            let failure = Failure::Retry("the send has no callback_url".into());
+            self.record(event, Err(failure), ctx);
             return;
         };
-        let signature = callback::signature(&event.webhook_secret, event.payload.as_bytes());
+        let secret = match secrets::open_webhook_secret(
+            &self.ctx.secret_key,
+            event.webhook_secret_key_id.as_deref(),
+            &event.webhook_secret,
+        ) {
+            Ok(secret) => secret,
+            Err(err) => {
+                let failure = Failure::Retry(format!("the webhook secret cannot be used: {err}"));
+                self.record(event, Err(failure), ctx);
+                return;
+            }
+        };
+        let signature = callback::signature(&secret, event.payload.as_bytes());
+        let policy = self.ctx.config.callback_policy();
+        let vetting = async move { vet(&policy, &url).await };
+        ctx.spawn(
+            vetting
+                .into_actor(self)
+                .map(move |target, act, ctx| match target {
+                    Target::Allowed(address) => act.post(event, address, signature, ctx),
+                    Target::Refused(refused) => {
+                        let failure = Failure::Refused(format!("callback_url {refused}"));
+                        act.record(event, Err(failure), ctx);
+                    }
+                    Target::LookupFailed(err) => {
+                        let failure = Failure::Retry(format!("the lookup failed: {err}"));
+                        act.record(event, Err(failure), ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Posts a claimed event to its vetted address.
+    fn post(
+        &mut self,
+        event: DueEvent,
+        address: SocketAddr,
+        signature: String,
+        ctx: &mut Context<Self>,
+    ) {
+        let url = event.callback_url.clone().unwrap_or_default();
         let request = self
             .http
             .post(url)
+            .address(address)
             .insert_header((awc::http::header::CONTENT_TYPE, "application/json"))
             .insert_header((callback::SIGNATURE_HEADER, signature))
             .insert_header((callback::EVENT_ID_HEADER, event.id.to_string()))
@@ -174,10 +274,10 @@ impl CallbackDelivery {
                     if status.is_success() {
                         Ok(())
                     } else {
-                        Err(format!("the receiver answered {status}"))
+                        Err(Failure::Retry(format!("the receiver answered {status}")))
                     }
                 }
-                Err(err) => Err(format!("the request failed: {err}")),
+                Err(err) => Err(Failure::Retry(format!("the request failed: {err}"))),
             }
         };
         ctx.spawn(
@@ -188,20 +288,29 @@ impl CallbackDelivery {
     }
 
     /// Writes an attempt's outcome; the send's next event may go once it is written.
-    fn record(&mut self, event: DueEvent, result: Result<(), String>, ctx: &mut Context<Self>) {
+    fn record(&mut self, event: DueEvent, result: Result<(), Failure>, ctx: &mut Context<Self>) {
         let now = self.ctx.clock.now_ms();
         let attempts = event.attempts.saturating_add(1);
         let verdict = match &result {
             Ok(()) => Verdict::Delivered,
-            Err(_) => match callback::after_failure(attempts, event.occurred_at, now) {
-                AfterFailure::RetryAt(at) => Verdict::RetryAt(at),
-                AfterFailure::GiveUp => Verdict::GiveUp,
-            },
+            Err(Failure::Refused(_)) => Verdict::GiveUp,
+            Err(Failure::Retry(_)) => {
+                match callback::after_failure(attempts, event.occurred_at, now) {
+                    AfterFailure::RetryAt(at) => Verdict::RetryAt(at),
+                    AfterFailure::GiveUp => Verdict::GiveUp,
+                }
+            }
         };
-        let error = result.err().unwrap_or_default();
+        let refused = matches!(result, Err(Failure::Refused(_)));
+        let error = match result {
+            Ok(()) => String::new(),
+            Err(Failure::Retry(e)) => e,
+            Err(Failure::Refused(e)) => format!("refused: {e}"),
+        };
         crate::telemetry::callback_attempt(match verdict {
             Verdict::Delivered => "delivered",
             Verdict::RetryAt(_) => "retry",
+            Verdict::GiveUp if refused => "refused",
             Verdict::GiveUp => "given_up",
         });
         match verdict {
@@ -212,6 +321,10 @@ impl CallbackDelivery {
                 bulk_send_id = %event.bulk_send_id, event_id = event.id, event = %event.event,
                 attempts, retry_in_ms = at - now, %error,
                 "A callback event was not accepted; it will be retried."),
+            Verdict::GiveUp if refused => tracing::warn!(
+                bulk_send_id = %event.bulk_send_id, event_id = event.id, event = %event.event,
+                %error,
+                "A callback event was refused: its target is not on the public internet."),
             Verdict::GiveUp => tracing::warn!(
                 bulk_send_id = %event.bulk_send_id, event_id = event.id, event = %event.event,
                 attempts, %error,

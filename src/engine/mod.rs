@@ -28,6 +28,7 @@ use actix::prelude::*;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::domain::secret_box::SecretKey;
 use crate::storage::{Db, StorageError};
 use bulk_send::{Control, ControlAction, ControlOutcome};
 use callbacks::CallbackDelivery;
@@ -42,6 +43,8 @@ pub struct EngineContext {
     pub writer: StoreWriter,
     pub config: Arc<Config>,
     pub clock: SharedClock,
+    /// Opens the stored access tokens and webhook secrets.
+    pub secret_key: SecretKey,
     /// Send actors running now (started and not yet stopped), for [`Engine::live_send_actors`].
     pub live_send_actors: Arc<AtomicUsize>,
 }
@@ -71,7 +74,7 @@ impl Engine {
     /// Starts the writer thread, the engine's arbiter and the supervisor on it (the
     /// supervisor resumes every unfinished send), and callback delivery on an arbiter of its
     /// own.
-    pub fn start(db: Db, config: Arc<Config>, clock: SharedClock) -> Engine {
+    pub fn start(db: Db, config: Arc<Config>, clock: SharedClock, secret_key: SecretKey) -> Engine {
         let writer = StoreWriter::start(db.clone());
         let live_send_actors = Arc::new(AtomicUsize::new(0));
         let context = EngineContext {
@@ -79,6 +82,7 @@ impl Engine {
             writer,
             config,
             clock,
+            secret_key,
             live_send_actors: live_send_actors.clone(),
         };
         let callbacks_arbiter = Arbiter::new().handle();

@@ -13,8 +13,9 @@ use crate::storage::tenants::{self, Principal};
 /// The header that carries the key.
 pub const API_KEY_HEADER: &str = "X-API-Key";
 
-/// An extractor for handlers that need an authenticated caller. Missing, unknown, malformed
-/// and revoked keys are refused with the documented 401 bodies before the handler runs.
+/// An extractor for handlers that need an authenticated caller. Missing, unknown, malformed,
+/// revoked and expired keys are refused with the documented 401 bodies before the handler
+/// runs, and a tenant over its request budget with 429 (`http::limits`).
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Principal);
 
@@ -36,13 +37,26 @@ impl FromRequest for Authenticated {
                 Some(Ok(key)) => key,
             };
             let state = state.ok_or_else(ApiError::internal)?;
+            let now = state.clock.now_ms();
             let principal = state
                 .db
-                .run(move |conn| tenants::authenticate(conn, &presented))
-                .await?;
-            principal
-                .map(Authenticated)
-                .ok_or_else(ApiError::invalid_api_key)
+                .run(move |conn| tenants::authenticate(conn, &presented, now))
+                .await?
+                .ok_or_else(ApiError::invalid_api_key)?;
+            if let Err(retry_after) = state.tenant_limits.check(principal.tenant_id) {
+                return Err(ApiError::rate_limited(retry_after));
+            }
+            Ok(Authenticated(principal))
         })
+    }
+}
+
+/// Refuses a key that may only read (403 `forbidden`, the hosted API's message) where a
+/// handler creates or controls sends.
+pub fn require_send(principal: &Principal) -> Result<(), ApiError> {
+    if principal.scope.can_send() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
     }
 }

@@ -59,6 +59,7 @@ async fn load_detail(state: &AppState, tenant_id: i64, id: String) -> Result<Sen
     responses(
         (status = 200, description = "The send's status object.", body = StatusBody),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown id, or another tenant's.", body = ErrorBody),
     ),
     security(("api_key" = [])),
@@ -202,6 +203,7 @@ pub struct ListQuery {
         (status = 200, description = "The tenant's sends, newest first; items leave out `estimated_time_minutes`, `started_at` and `created_by`.", body = Page<StatusBody>),
         (status = 400, description = "`validation_error`: a bad filter or paging value.", body = ErrorBody),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -355,6 +357,7 @@ pub struct MessagesQuery {
         (status = 200, description = "A page of the send's messages, in recipient order.", body = Page<MessageBody>),
         (status = 400, description = "`validation_error`: a bad filter or paging value.", body = ErrorBody),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
         (status = 404, description = "`not_found`.", body = ErrorBody),
     ),
     security(("api_key" = [])),
@@ -402,6 +405,7 @@ pub async fn messages(
     responses(
         (status = 200, description = "Every message as CSV (a header row, then the message fields in recipient order).", content_type = "text/csv", body = String),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
         (status = 404, description = "`not_found`.", body = ErrorBody),
     ),
     security(("api_key" = [])),
@@ -505,6 +509,8 @@ fn csv_line(fields: &[&str]) -> Vec<u8> {
     responses(
         (status = 200, description = "Cancels the send: pending messages become `cancelled`; none is dispatched after the 200. The status object after it.", body = StatusBody),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the key may only read.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
         (status = 404, description = "`not_found`.", body = ErrorBody),
         (status = 409, description = "`already_finished`.", body = ErrorBody),
         (status = 503, description = "`service_unavailable`.", body = ErrorBody),
@@ -529,6 +535,8 @@ pub async fn cancel(
     responses(
         (status = 200, description = "Pauses the send: nothing is dispatched until a resume. The status object after it.", body = StatusBody),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the key may only read.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
         (status = 404, description = "`not_found`.", body = ErrorBody),
         (status = 409, description = "`already_finished`.", body = ErrorBody),
         (status = 503, description = "`service_unavailable`.", body = ErrorBody),
@@ -553,6 +561,8 @@ pub async fn pause(
     responses(
         (status = 200, description = "Resumes a paused send. The status object after it.", body = StatusBody),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the key may only read.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
         (status = 404, description = "`not_found`.", body = ErrorBody),
         (status = 409, description = "`already_finished`.", body = ErrorBody),
         (status = 503, description = "`service_unavailable`.", body = ErrorBody),
@@ -573,6 +583,7 @@ async fn control(
     id: String,
     action: ControlAction,
 ) -> Result<HttpResponse, ApiError> {
+    super::auth::require_send(&principal)?;
     let detail = load_detail(&state, principal.tenant_id, id.clone()).await?;
     let already_finished = || {
         ApiError::new(

@@ -86,6 +86,7 @@ struct TemplateBody {
     responses(
         (status = 200, description = "The tenant's WABAs, their numbers with quota, and their APPROVED templates.", body = Body),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]

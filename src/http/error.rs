@@ -32,6 +32,8 @@ pub struct ApiError {
     pub detail: String,
     /// Per-item problems (at most [`MAX_ERRORS`] are shown).
     pub errors: Vec<Value>,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 /// The error body of every error answer.
@@ -71,6 +73,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -116,6 +119,18 @@ impl ApiError {
         )
     }
 
+    /// 429 `rate_limited`: the tenant is over its request budget; `Retry-After` says when
+    /// the next request will be accepted.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut err = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests for this tenant; retry after {retry_after_secs} s"),
+        );
+        err.retry_after = Some(retry_after_secs);
+        err
+    }
+
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -157,9 +172,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
-        HttpResponse::build(self.status)
-            .content_type("application/json")
-            .body(self.body())
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.content_type("application/json").body(self.body())
     }
 }
 
@@ -211,7 +228,7 @@ fn code_for(status: StatusCode) -> &'static str {
         408 => "request_timeout",
         413 => "payload_too_large",
         415 => "unsupported_media_type",
-        429 => "too_many_requests",
+        429 => "rate_limited",
         503 => "service_unavailable",
         s if s >= 500 => "internal_error",
         _ => "error",

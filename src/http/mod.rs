@@ -9,6 +9,7 @@ pub mod bulk_sends;
 pub mod business_accounts;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod openapi;
 pub mod operations;
 pub mod send_bulk;

@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody, MAX_ERRORS};
 use crate::clock::format_api_time;
+use crate::domain::egress::{CallbackPolicy, TargetRefused};
 use crate::domain::eta::{estimate_minutes, QuotaInfo, QuotaWindow, WINDOW_MS};
 use crate::domain::phone::{PhoneError, E164};
 use crate::domain::template::TemplateSpec;
@@ -55,7 +56,9 @@ struct SendBulkRequest {
     /// ISO 8601; start no earlier than this (in the future, within 30 days).
     #[serde(default)]
     scheduled_at: Option<String>,
-    /// An https URL that receives the client events of this send.
+    /// An https URL on the public internet that receives the client events of this send
+    /// (loopback, private, link-local, CGNAT, multicast and other internal addresses are
+    /// refused unless the operator allows them).
     #[serde(default)]
     callback_url: Option<String>,
     /// Validate only: nothing is stored, the answer is 200 with a `preview`.
@@ -145,6 +148,8 @@ struct NumberSummary {
         (status = 200, description = "A dry run: validated, nothing stored.", body = CreateResponse),
         (status = 400, description = "`validation_error`, `invalid_recipients` (with `errors`), `template_not_approved`, `template_not_supported`.", body = ErrorBody),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the key may only read.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
         (status = 404, description = "`phone_number_not_found` or `template_not_found`.", body = ErrorBody),
         (status = 409, description = "`idempotency_in_progress`.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
@@ -166,6 +171,7 @@ pub async fn create(
             "the service is stopping; submit the send again shortly",
         ));
     }
+    super::auth::require_send(&principal)?;
     let key = idempotency_key(&req)?;
     let tenant_id = principal.tenant_id;
     if let Some(key) = key.clone() {
@@ -262,7 +268,7 @@ async fn create_send(
     check_fields(&request, max_recipients)?;
     let scheduled_at = parse_schedule(request.scheduled_at.as_deref(), now)?;
     let callback_url = match request.callback_url.as_deref() {
-        Some(url) => Some(check_callback_url(url)?),
+        Some(url) => Some(check_callback_url(url, &state.config.callback_policy())?),
         None => None,
     };
 
@@ -519,28 +525,25 @@ fn parse_schedule(value: Option<&str>, now: i64) -> Result<Option<i64>, ApiError
     Ok(Some(at))
 }
 
-/// `callback_url` must be an https URL; plain http is allowed only to this machine
-/// (loopback), for local receivers and tests.
-fn check_callback_url(value: &str) -> Result<String, ApiError> {
-    let refuse = |reason: &str| {
-        ApiError::validation("callback_url must be an https URL").with_errors(vec![json!({
-            "field": "callback_url", "value": value, "reason": reason,
-        })])
-    };
-    let url = url::Url::parse(value).map_err(|_| refuse("is not a URL"))?;
-    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        _ => return Err(refuse("must use https")),
-    }
-    if url.host_str().is_none() {
-        return Err(refuse("has no host"));
-    }
-    if value.len() > 2048 {
-        return Err(refuse("is longer than 2048 characters"));
-    }
-    Ok(url.to_string())
+/// `callback_url` must reach the public internet (see `domain::egress`): https, a host that
+/// is not an internal name, an address that is not loopback, private, link-local, … (unless
+/// the operator allowed it). Plain http is allowed only to an allowed loopback receiver.
+fn check_callback_url(value: &str, policy: &CallbackPolicy) -> Result<String, ApiError> {
+    policy
+        .check_url(value)
+        .map(|(url, _)| url.to_string())
+        .map_err(|refused| {
+            let detail = match refused {
+                TargetRefused::NotUrl | TargetRefused::NotHttps | TargetRefused::NoHost => {
+                    "callback_url must be an https URL"
+                }
+                _ => "callback_url must be a public https URL",
+            };
+            let shown: String = value.chars().take(200).collect();
+            ApiError::validation(detail).with_errors(vec![json!({
+                "field": "callback_url", "value": shown, "reason": refused.to_string(),
+            })])
+        })
 }
 
 fn check_template(

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 
 use super::schema::{business_accounts, phone_numbers, quota_ledger, templates};
 use super::{write_transaction, DbConnection, StorageError};
+use crate::domain::secret_box::{Purpose, SecretKey};
 use crate::domain::tier::{ThroughputLevel, Tier};
 use crate::meta::client::{PhoneNumberInfo, TemplateInfo};
 use crate::with_backend;
@@ -23,10 +24,14 @@ pub struct BusinessAccount {
     pub business_name: String,
     /// Messaging limits are shared by every number of a portfolio.
     pub portfolio_id: String,
-    /// The system-user token; never printed (see the `Debug` impl).
+    /// The system-user token, encrypted (`storage::secrets::open_access_token`); never
+    /// printed (see the `Debug` impl).
     pub access_token: String,
     pub synced_at: Option<i64>,
     pub created_at: i64,
+    /// The id of the key that encrypted `access_token`; `None` while it is still in plain
+    /// text (a row from before encryption, until the start encrypts it).
+    pub access_token_key_id: Option<String>,
 }
 
 impl std::fmt::Debug for BusinessAccount {
@@ -148,10 +153,13 @@ pub fn store_sync(
     business_name: &str,
     portfolio_id: &str,
     access_token: &str,
+    key: &SecretKey,
     numbers: &[PhoneNumberInfo],
     listed_templates: &[TemplateInfo],
     now_ms: i64,
 ) -> Result<(i64, SyncCounts), AccountError> {
+    let sealed_token = key.seal(Purpose::AccessToken, access_token);
+    let access_token = sealed_token.as_str();
     write_transaction(conn, |conn| {
         let tenant_exists: i64 = super::schema::tenants::table
             .filter(super::schema::tenants::id.eq(tenant_id))
@@ -175,6 +183,7 @@ pub fn store_sync(
                         business_accounts::business_name.eq(business_name),
                         business_accounts::portfolio_id.eq(portfolio_id),
                         business_accounts::access_token.eq(access_token),
+                        business_accounts::access_token_key_id.eq(key.id()),
                         business_accounts::synced_at.eq(Some(now_ms)),
                     ))
                     .execute(conn)?;
@@ -187,6 +196,7 @@ pub fn store_sync(
                     business_accounts::business_name.eq(business_name),
                     business_accounts::portfolio_id.eq(portfolio_id),
                     business_accounts::access_token.eq(access_token),
+                    business_accounts::access_token_key_id.eq(key.id()),
                     business_accounts::synced_at.eq(Some(now_ms)),
                     business_accounts::created_at.eq(now_ms),
                 ));

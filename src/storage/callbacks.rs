@@ -66,8 +66,10 @@ pub struct DueEvent {
     pub next_attempt_at: i64,
     /// The send's `callback_url`.
     pub callback_url: Option<String>,
-    /// The tenant's webhook secret.
+    /// The tenant's webhook secret, encrypted (`storage::secrets::open_webhook_secret`).
     pub webhook_secret: String,
+    /// The id of the key that encrypted it.
+    pub webhook_secret_key_id: Option<String>,
 }
 
 /// Inserts a `bulk_send.status_changed` event for `send` (read before the change) if it has
@@ -229,6 +231,7 @@ pub fn due_events(
             callback_events::next_attempt_at,
             bulk_sends::callback_url,
             tenants::webhook_secret,
+            tenants::webhook_secret_key_id,
         ))
         .load(conn)?)
 }

@@ -11,6 +11,7 @@
 //! - `inbound`: when each user last wrote to each number (the customer-service window).
 //! - `callbacks`: the outbox of client callback events (enqueued with the status change
 //!   they report, delivered by `engine::callbacks`).
+//! - `secrets`: the secrets stored encrypted: key checks, sealing plain rows, rotation.
 //! - `status_object`: the status object of a send, for HTTP answers and callback events.
 //!
 //! Diesel is blocking. Async code reaches the database through [`Db::run`] and
@@ -23,6 +24,7 @@ pub mod idempotency;
 pub mod inbound;
 pub mod migrations;
 pub mod schema;
+pub mod secrets;
 pub mod sends;
 pub mod status_object;
 pub mod tenants;

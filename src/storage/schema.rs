@@ -7,6 +7,7 @@ diesel::table! {
         name -> Text,
         webhook_secret -> Text,
         created_at -> BigInt,
+        webhook_secret_key_id -> Nullable<Text>,
     }
 }
 
@@ -19,6 +20,8 @@ diesel::table! {
         key_hash -> Text,
         created_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
+        scope -> Text,
+        expires_at -> Nullable<BigInt>,
     }
 }
 
@@ -32,6 +35,7 @@ diesel::table! {
         access_token -> Text,
         synced_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        access_token_key_id -> Nullable<Text>,
     }
 }
 

@@ -7,11 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use diesel::prelude::*;
 use hmac::{Hmac, Mac};
 use mindo_bulk::clock::Clock;
 use mindo_bulk::storage::callbacks::{events_of_send, purge_settled, CallbackEventRow};
-use mindo_bulk::storage::schema::tenants;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -134,14 +132,9 @@ async fn receive(
     }
 }
 
-/// The tenant's webhook secret, as stored (and printed by `tenant create`).
+/// The tenant's webhook secret, as `tenant create` printed it (it is stored encrypted).
 fn webhook_secret(meta: &MetaApp) -> String {
-    let mut conn = meta.app.db.get().unwrap();
-    tenants::table
-        .find(meta.tenant_id)
-        .select(tenants::webhook_secret)
-        .first(&mut *conn)
-        .unwrap()
+    meta.webhook_secret.clone()
 }
 
 /// `sha256=<hex HMAC-SHA256(body, secret)>`, computed here independently of the daemon.
@@ -482,6 +475,74 @@ async fn a_restart_does_not_lose_a_pending_event() {
     );
     assert!(after.iter().all(|r| r.answered == 200));
     wait_events(&restarted.db, &id, all_delivered).await;
+    receiver.server.stop(true).await;
+}
+
+#[actix_web::test]
+async fn a_delivery_to_a_target_no_longer_allowed_is_refused_recorded_and_not_retried() {
+    let meta = spawn_with_meta().await;
+    let receiver = Receiver::start().await;
+    receiver.fail_next(1);
+    let id = send_with_callback(&meta, welcome(NUMBER_10K, &phones(0, 1)), &receiver).await;
+    meta.wait_finished(&id).await;
+    wait_events(&meta.app.db, &id, |e| e.len() == 2 && e[0].attempts == 1).await;
+    meta.app.crash().await;
+    let tried = receiver.received().len();
+
+    // The operator turns loopback callbacks off: the receiver on 127.0.0.1 is refused
+    // before any connection, the reason recorded, the events given up.
+    let (secret, graph_url) = (
+        meta.sim.app_secret().to_owned(),
+        meta.sim.base_url().to_owned(),
+    );
+    let restarted = spawn_app_on(meta.app.database.clone(), meta.app.clock.clone(), |c| {
+        c.graph_url = graph_url;
+        c.app_secret = Some(secret.into());
+        c.callback_allow_loopback = false;
+    })
+    .await;
+    restarted.clock.advance_ms(1_000);
+    let events = wait_events(&restarted.db, &id, |e| {
+        e.iter().all(|e| e.failed_at.is_some())
+    })
+    .await;
+    for event in &events {
+        assert_eq!(
+            event.last_error.as_deref(),
+            Some("refused: callback_url points to 127.0.0.1, a loopback address"),
+            "{event:?}"
+        );
+        assert!(event.delivered_at.is_none());
+    }
+    assert_eq!(
+        events.iter().map(|e| e.attempts).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    // Not retried: a day later nothing more has been attempted or received.
+    restarted.clock.advance_ms(24 * 60 * 60 * 1000);
+    quiet().await;
+    let later = events_of_send(&mut restarted.db.get().unwrap(), &id).unwrap();
+    assert_eq!(later.iter().map(|e| e.attempts).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(receiver.received().len(), tried);
+    receiver.server.stop(true).await;
+}
+
+#[actix_web::test]
+async fn a_receiver_named_by_host_is_resolved_vetted_and_reached() {
+    // `localhost` resolves from /etc/hosts (no query leaves the machine); the delivery
+    // connects to the vetted address it resolved to.
+    let meta = spawn_with_meta().await;
+    let receiver = Receiver::start().await;
+    let named = receiver.url.replace("127.0.0.1", "localhost");
+    let mut body = welcome(NUMBER_10K, &phones(0, 1));
+    body["callback_url"] = json!(named);
+    let (status, res) = meta.send_bulk(&body).await;
+    assert_eq!(status, 202, "{res:#}");
+    let id = res["bulk_send_id"].as_str().unwrap().to_owned();
+    meta.wait_finished(&id).await;
+    let got = receiver.wait_for(2).await;
+    assert_eq!(summary(&got), [changed("PROCESSING"), changed("COMPLETED")]);
+    wait_events(&meta.app.db, &id, all_delivered).await;
     receiver.server.stop(true).await;
 }
 

@@ -100,16 +100,22 @@ pub struct TestApp {
     pub server: actix_web::dev::ServerHandle,
     pub engine: mindo_bulk::engine::Engine,
     pub clock: ManualClock,
+    /// The key that encrypts this daemon's secrets at rest.
+    pub secret_key: mindo_bulk::domain::secret_box::SecretKey,
     pub client: reqwest::Client,
     pub database: Arc<TestDatabase>,
 }
 
-/// A config for tests: port 0, the given database, quiet logs.
+/// A config for tests: port 0, the given database, quiet logs; callbacks may go to the
+/// receivers tests run on 127.0.0.1, and no request budget (the test clock stands still,
+/// so a budget would never refill; `security` tests set one).
 pub fn test_config(database_url: &str) -> Config {
     Config {
         database_url: database_url.to_owned(),
         bind: "127.0.0.1:0".into(),
         db_pool_size: 4,
+        callback_allow_loopback: true,
+        tenant_rps: 0,
         ..Config::default()
     }
 }
@@ -150,6 +156,7 @@ pub async fn spawn_app_on(
     let db = app.state().db.clone();
     let server = app.server_handle();
     let engine = app.state().engine.clone();
+    let secret_key = app.state().secret_key.clone();
     actix_web::rt::spawn(app.run_until_stopped());
     // Ready means the engine has resumed every unfinished send (as `/readyz` says).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -166,6 +173,7 @@ pub async fn spawn_app_on(
         server,
         engine,
         clock,
+        secret_key,
         client: reqwest::Client::new(),
         database,
     }

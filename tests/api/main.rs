@@ -23,6 +23,7 @@ mod openapi;
 mod outage;
 mod reliability;
 mod sandbox;
+mod security;
 mod send_bulk;
 mod simulator;
 mod systemd;

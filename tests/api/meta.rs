@@ -25,6 +25,8 @@ pub struct MetaApp {
     pub sim: Simulator,
     pub api_key: String,
     pub tenant_id: i64,
+    /// The tenant's webhook secret in clear, as `tenant create` prints it.
+    pub webhook_secret: String,
 }
 
 /// Starts a simulator (sandbox world, instant webhooks) and a daemon using it.
@@ -61,6 +63,7 @@ pub async fn spawn_with_meta_tweaked(
     let created = tenants::create_tenant(
         &mut app.db.get().unwrap(),
         "Mindo Software",
+        &app.secret_key,
         app.clock.now_ms(),
     )
     .expect("a tenant");
@@ -75,6 +78,7 @@ pub async fn spawn_with_meta_tweaked(
             &app.db,
             &graph,
             &clock,
+            &app.secret_key,
             created.tenant_id,
             waba,
             "sandbox-token",
@@ -88,6 +92,7 @@ pub async fn spawn_with_meta_tweaked(
         sim: simulator,
         api_key: created.api_key,
         tenant_id: created.tenant_id,
+        webhook_secret: created.webhook_secret,
     }
 }
 
