@@ -6,6 +6,8 @@
 //! - `template`: a Meta template's expected parameters, validation and rendering.
 //! - `tier`: Meta's messaging-limit tiers and throughput levels.
 //! - `message`: the per-message state machine, counters and the bulk-send status.
+//! - `dispatch`: what a send does with a dispatch attempt's result (Meta's answer by error
+//!   class, retries and their limit, an unknown outcome's reconciliation).
 //! - `pacing`: the limiter's decisions: throughput gate, portfolio quota, pair rate, fair
 //!   round robin between the sends of a number.
 //! - `eta`: quota (`quota_info`) and estimated-time arithmetic.
@@ -15,6 +17,7 @@
 
 pub mod api_key;
 pub mod callback;
+pub mod dispatch;
 pub mod egress;
 pub mod eta;
 pub mod message;

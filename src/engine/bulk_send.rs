@@ -24,11 +24,11 @@ use super::ingest::SendEffect;
 use super::limiter::{Feedback, Grants, LimiterCall, PhoneLimiter};
 use super::supervisor::{JobSupervisor, SendSettled};
 use super::EngineContext;
-use crate::config::ReconcilePolicy;
+use crate::domain::dispatch::{self, LimiterFeedback, SendEffect as DispatchEffect, SendFlags};
 use crate::domain::message::BulkStatus;
 use crate::domain::template::TemplateSpec;
 use crate::meta::client::{GraphClient, TemplateMessage};
-use crate::meta::error::{ErrorAction, SendFailure};
+use crate::meta::error::SendFailure;
 use crate::storage::accounts;
 use crate::storage::sends::{self, DispatchMarks, Outcome, PendingCursor, PendingMessage};
 use crate::storage::StorageError;
@@ -52,8 +52,6 @@ const FLUSH_MAX: usize = 1_000;
 /// committed first; waiting a fixed time (rather than "as soon as committed") keeps the
 /// grants' spacing intact when commits take longer at one moment than another.
 const PIPELINE_DELAY: Duration = Duration::from_millis(25);
-/// Attempts after which a transient failure becomes final.
-pub const MAX_ATTEMPTS: i32 = 8;
 
 /// What a send needs to dispatch, loaded when the actor starts.
 struct SendSetup {
@@ -553,22 +551,11 @@ impl BulkSendActor {
     ) {
         self.marking -= granted;
         for message in batch {
-            // Decided after the grant: never sent.
-            if self.cancelled {
-                self.outcomes.push((message.id, Outcome::Cancelled));
-                continue;
+            // Cancelled or stopped after the grant: never sent.
+            match dispatch::after_grant(self.flags(), self.stop_reason.as_deref()) {
+                Some(outcome) => self.outcomes.push((message.id, outcome)),
+                None => self.send_one(message, dispatched_at, setup.clone(), ctx),
             }
-            if let Some(reason) = &self.stop_reason {
-                self.outcomes.push((
-                    message.id,
-                    Outcome::Failed {
-                        error_code: None,
-                        error_message: reason.clone(),
-                    },
-                ));
-                continue;
-            }
-            self.send_one(message, dispatched_at, setup.clone(), ctx);
         }
         self.poke(ctx);
     }
@@ -627,7 +614,8 @@ impl BulkSendActor {
         });
     }
 
-    /// Meta's answer to one message.
+    /// Meta's answer to one message: the decision is `domain::dispatch`'s; the actor records
+    /// the outcome, tells the limiter, and pauses or stops what the decision says.
     fn on_answer(
         &mut self,
         id: i64,
@@ -639,109 +627,70 @@ impl BulkSendActor {
         };
         self.answered.push(flight.recipient.clone());
         let now = self.now();
-        let failure = match result {
+        let decision = match result {
             Ok(accepted) => {
                 telemetry::message_accepted();
-                self.outcomes.push((
-                    id,
-                    Outcome::Accepted {
-                        wamid: accepted.wamid,
-                    },
-                ));
-                self.flush_if_full(ctx);
-                return;
+                dispatch::on_accepted(accepted.wamid)
             }
-            Err(failure) => failure,
-        };
-        let attempt = u32::try_from(flight.attempts.max(1) - 1).unwrap_or(0);
-        let action = failure.action(attempt);
-        telemetry::message_failed(action.as_ref());
-        let Some(action) = action else {
-            // Meta may have taken it: wait for a webhook naming it.
-            tracing::debug!(bulk_send_id = %self.id, message_id = id, error = %failure,
-                "A dispatch has an unknown outcome; waiting for a webhook.");
-            self.unknown
-                .push((id, flight.dispatched_at + self.grace_ms()));
-            return;
-        };
-        let (code, message) = match &failure {
-            SendFailure::Meta(e) => (e.has_meta_code().then_some(e.code), e.to_string()),
-            other => (None, other.to_string()),
-        };
-        let retry = |after: Duration| Outcome::Retry {
-            next_attempt_at: now + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 4),
-            error_code: code,
-            error_message: message.clone(),
-        };
-        let exhausted = flight.attempts >= MAX_ATTEMPTS;
-        let failed = || Outcome::Failed {
-            error_code: code,
-            error_message: message.clone(),
-        };
-        let outcome = match &action {
-            ErrorAction::RetryLater { after } | ErrorAction::AppRateLimited { after } => {
-                if exhausted {
-                    failed()
-                } else {
-                    retry(*after)
-                }
+            Err(failure) => {
+                let attempt = u32::try_from(flight.attempts.max(1) - 1).unwrap_or(0);
+                let action = failure.action(attempt);
+                telemetry::message_failed(action.as_ref());
+                let (code, message) = match &failure {
+                    SendFailure::Meta(e) => (e.has_meta_code().then_some(e.code), e.to_string()),
+                    other => (None, other.to_string()),
+                };
+                dispatch::on_failure(
+                    action.as_ref(),
+                    code,
+                    &message,
+                    flight.attempts,
+                    self.flags(),
+                    now,
+                )
             }
-            ErrorAction::Throttled { after } => {
-                self.limiter
-                    .do_send(LimiterCall::Feedback(Feedback::Throttled { after: *after }));
-                if exhausted {
-                    failed()
-                } else {
-                    retry(*after)
-                }
-            }
-            ErrorAction::PairRateLimited { after } => {
-                let until = now + i64::try_from(after.as_millis()).unwrap_or(0);
+        };
+        match decision.feedback {
+            Some(LimiterFeedback::Throttled { after }) => self
+                .limiter
+                .do_send(LimiterCall::Feedback(Feedback::Throttled { after })),
+            Some(LimiterFeedback::PairRate { until_ms }) => {
                 self.limiter
                     .do_send(LimiterCall::Feedback(Feedback::PairRate {
                         recipient: flight.recipient.clone(),
-                        until_ms: until,
-                    }));
-                if exhausted {
-                    failed()
-                } else {
-                    retry(*after)
-                }
+                        until_ms,
+                    }))
             }
-            ErrorAction::FailMessage => failed(),
-            ErrorAction::PauseNumber => {
-                self.pause_number(format!("Meta restricted the number: {message}"), ctx);
-                retry(Duration::from_secs(1))
+            None => {}
+        }
+        for effect in decision.effects {
+            match effect {
+                DispatchEffect::PauseNumber(reason) => self.pause_number(reason, ctx),
+                DispatchEffect::PauseSend(reason) => self.pause_self(reason, ctx),
+                DispatchEffect::StopSend(reason) => self.stop_send(reason, ctx),
             }
-            ErrorAction::StopSend { reason } if reason.is_temporary() => {
-                self.pause_self(format!("{}: {message}", reason.as_str()), ctx);
-                retry(Duration::from_secs(1))
+        }
+        match decision.outcome {
+            Some(outcome) => {
+                self.outcomes.push((id, outcome));
+                self.flush_if_full(ctx);
             }
-            ErrorAction::StopSend { reason } => {
-                self.stop_send(format!("{}: {message}", reason.as_str()), ctx);
-                failed()
+            None => {
+                // Meta may have taken it: wait for a webhook naming it.
+                tracing::debug!(bulk_send_id = %self.id, message_id = id,
+                    "A dispatch has an unknown outcome; waiting for a webhook.");
+                self.unknown
+                    .push((id, flight.dispatched_at + self.grace_ms()));
             }
-            ErrorAction::StopAccount { reason } => {
-                self.pause_number(format!("{}: {message}", reason.as_str()), ctx);
-                self.stop_send(format!("{}: {message}", reason.as_str()), ctx);
-                failed()
-            }
-        };
-        let outcome = match outcome {
-            Outcome::Retry { .. } if self.cancelled => Outcome::Cancelled,
-            // A stopped send dispatches nothing more: a retry would stay pending for ever.
-            Outcome::Retry {
-                error_code,
-                error_message,
-                ..
-            } if self.stopped => Outcome::Failed {
-                error_code,
-                error_message,
-            },
-            other => other,
-        };
-        self.outcomes.push((id, outcome));
-        self.flush_if_full(ctx);
+        }
+    }
+
+    /// The flags the dispatch decisions depend on.
+    fn flags(&self) -> SendFlags {
+        SendFlags {
+            cancelled: self.cancelled,
+            stopped: self.stopped,
+        }
     }
 
     fn flush_if_full(&mut self, ctx: &mut Context<Self>) {
@@ -810,36 +759,15 @@ impl BulkSendActor {
         if self.unknown.is_empty() {
             return;
         }
-        let policy = self.ctx.config.reconcile_policy;
-        let mut still = Vec::with_capacity(self.unknown.len());
-        for (id, deadline) in std::mem::take(&mut self.unknown) {
-            if deadline > now {
-                still.push((id, deadline));
-                continue;
-            }
-            let outcome = if self.cancelled {
-                Outcome::Cancelled
-            } else if self.stopped {
-                // Nothing is resent for a stopped send; a webhook may still say it was sent.
-                Outcome::Failed {
-                    error_code: None,
-                    error_message: "unknown_outcome: the send was stopped before Meta answered"
-                        .into(),
-                }
-            } else {
-                match policy {
-                    ReconcilePolicy::Resend => Outcome::Reset {
-                        next_attempt_at: now,
-                    },
-                    ReconcilePolicy::Fail => Outcome::Failed {
-                        error_code: None,
-                        error_message: "unknown_outcome: no answer or webhook from Meta within the grace period".into(),
-                    },
-                }
-            };
-            self.outcomes.push((id, outcome));
-        }
+        let (policy, flags) = (self.ctx.config.reconcile_policy, self.flags());
+        let (due, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unknown)
+            .into_iter()
+            .partition(|&(_, deadline)| deadline <= now);
         self.unknown = still;
+        for (id, _) in due {
+            self.outcomes
+                .push((id, dispatch::reconcile(policy, flags, now)));
+        }
     }
 
     /// Pauses this send on its own (a paused template). A pause already stored (the client's)

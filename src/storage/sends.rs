@@ -702,27 +702,8 @@ pub fn quota_window(
         .load(conn)?)
 }
 
-/// How a dispatch attempt ended, as the engine records it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Meta accepted it.
-    Accepted { wamid: String },
-    /// Not sent; try again at `next_attempt_at`.
-    Retry {
-        next_attempt_at: i64,
-        error_code: Option<i64>,
-        error_message: String,
-    },
-    /// Not sent and never will be. `error_code` is Meta's code when Meta refused it.
-    Failed {
-        error_code: Option<i64>,
-        error_message: String,
-    },
-    /// Not sent, and the send was cancelled meanwhile.
-    Cancelled,
-    /// The outcome is unknown after the grace period: resend.
-    Reset { next_attempt_at: i64 },
-}
+/// How a dispatch attempt ended (decided in `domain::dispatch`).
+pub use crate::domain::dispatch::Outcome;
 
 /// One message, if it is still in `state` (every engine update names the state it expects).
 #[diesel::dsl::auto_type]
