@@ -71,7 +71,6 @@ pub fn configure(body_limit: usize) -> impl FnOnce(&mut web::ServiceConfig) {
         )
         .service(
             resource("/webhooks/meta")
-                .app_data(web::PayloadConfig::default().limit(webhooks::BODY_LIMIT))
                 .route(web::get().to(webhooks::verify))
                 .route(web::post().to(webhooks::receive)),
         )

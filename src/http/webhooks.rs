@@ -94,6 +94,33 @@ pub fn signature_valid(secret: &[u8], body: &[u8], signature: &str) -> bool {
 /// updates) per POST; the rest is headroom. Set on this route only, whatever the API's limit.
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
+/// How much of a body over [`BODY_LIMIT`] is read (and dropped) before the 413, so that a
+/// sender still writing it reads the answer instead of a reset connection. Beyond this the
+/// answer goes at once.
+const DRAIN_LIMIT: usize = 4 * BODY_LIMIT;
+
+/// The request body, up to [`BODY_LIMIT`]; a larger one is a 413.
+async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::validation(format!("the body could not be read: {e}")))?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+        if seen <= BODY_LIMIT {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if seen > BODY_LIMIT {
+        return Err(ApiError::payload_too_large(BODY_LIMIT));
+    }
+    Ok(body.freeze())
+}
+
 /// `POST /webhooks/meta/`: answers 200 once everything the notification changes is durable.
 #[utoipa::path(
     post,
@@ -116,8 +143,9 @@ pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
 pub async fn receive(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload).await?;
     let counters = state.engine.ingest_counters();
     let Some(secret) = state.config.app_secret.as_ref() else {
         tracing::warn!(
