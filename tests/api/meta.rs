@@ -120,7 +120,7 @@ impl MetaApp {
         res.json().await.unwrap()
     }
 
-    /// Polls the status until `done` holds (at most 20 s of polling); returns the last one.
+    /// Polls the status until `done` holds (at most 60 s of polling); returns the last one.
     pub async fn wait_status(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         // A bound against hangs, not a timing assertion: generous for a loaded CI machine.
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
