@@ -328,24 +328,71 @@ pub fn apply_webhook(
     }
 }
 
-/// Per-state message counts of one bulk send, kept live by the engine.
+/// One value per counter bucket of a bulk send: the per-state counts ([`Counters`]) and the
+/// changes applied to them ([`CounterDelta`]).
 ///
 /// Buckets are exclusive (each message is in exactly one); `dispatching` messages count as
-/// `pending`. The API's funnel counters are views: [`Counters::sent_count`] etc.
+/// `pending`. [`Buckets::slot`] is the one place a message state maps to its bucket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Counters {
+pub struct Buckets<T> {
     /// Messages pending or dispatching.
-    pub pending: u64,
+    pub pending: T,
     /// Messages whose furthest state is `sent`.
-    pub sent: u64,
+    pub sent: T,
     /// Messages whose furthest state is `delivered`.
-    pub delivered: u64,
+    pub delivered: T,
     /// Messages that were read.
-    pub read: u64,
+    pub read: T,
     /// Failed messages.
-    pub failed: u64,
+    pub failed: T,
     /// Cancelled messages.
-    pub cancelled: u64,
+    pub cancelled: T,
+}
+
+impl<T> Buckets<T> {
+    /// The bucket a message in `state` counts in.
+    pub fn slot(&self, state: MessageState) -> &T {
+        match state {
+            MessageState::Pending | MessageState::Dispatching => &self.pending,
+            MessageState::Sent => &self.sent,
+            MessageState::Delivered => &self.delivered,
+            MessageState::Read => &self.read,
+            MessageState::Failed => &self.failed,
+            MessageState::Cancelled => &self.cancelled,
+        }
+    }
+
+    /// The bucket a message in `state` counts in, to change it.
+    pub fn slot_mut(&mut self, state: MessageState) -> &mut T {
+        match state {
+            MessageState::Pending | MessageState::Dispatching => &mut self.pending,
+            MessageState::Sent => &mut self.sent,
+            MessageState::Delivered => &mut self.delivered,
+            MessageState::Read => &mut self.read,
+            MessageState::Failed => &mut self.failed,
+            MessageState::Cancelled => &mut self.cancelled,
+        }
+    }
+}
+
+/// Per-state message counts of one bulk send, kept live by the engine. The API's funnel
+/// counters are views: [`Counters::sent_count`] etc.
+pub type Counters = Buckets<u64>;
+
+/// Counter changes of one send, applied as relative increments.
+pub type CounterDelta = Buckets<i32>;
+
+impl CounterDelta {
+    /// One message moved from `from` to `to`.
+    pub fn moved(&mut self, from: MessageState, to: MessageState) {
+        *self.slot_mut(from) -= 1;
+        *self.slot_mut(to) += 1;
+    }
+
+    /// Whether nothing changes.
+    pub fn is_zero(&self) -> bool {
+        *self == CounterDelta::default()
+    }
 }
 
 impl Counters {
@@ -360,7 +407,7 @@ impl Counters {
 
     /// Counts one more message in `state` (a new recipient starts as `pending`).
     pub fn add(&mut self, state: MessageState) {
-        let slot = self.bucket_mut(state);
+        let slot = self.slot_mut(state);
         *slot = slot.saturating_add(1);
     }
 
@@ -368,37 +415,19 @@ impl Counters {
     /// bucket is empty (a bookkeeping bug upstream): the counters never stop adding up.
     /// Moving between `pending` and `dispatching` changes nothing and returns `true`.
     pub fn apply(&mut self, from: MessageState, to: MessageState) -> bool {
-        let source = self.bucket_mut(from);
+        let source = self.slot_mut(from);
         if *source == 0 {
             return false;
         }
         *source -= 1;
-        let target = self.bucket_mut(to);
+        let target = self.slot_mut(to);
         *target = target.saturating_add(1);
         true
     }
 
     /// The number of messages in exactly `state`'s bucket (`dispatching` reads the pending bucket).
     pub fn bucket(&self, state: MessageState) -> u64 {
-        match state {
-            MessageState::Pending | MessageState::Dispatching => self.pending,
-            MessageState::Sent => self.sent,
-            MessageState::Delivered => self.delivered,
-            MessageState::Read => self.read,
-            MessageState::Failed => self.failed,
-            MessageState::Cancelled => self.cancelled,
-        }
-    }
-
-    fn bucket_mut(&mut self, state: MessageState) -> &mut u64 {
-        match state {
-            MessageState::Pending | MessageState::Dispatching => &mut self.pending,
-            MessageState::Sent => &mut self.sent,
-            MessageState::Delivered => &mut self.delivered,
-            MessageState::Read => &mut self.read,
-            MessageState::Failed => &mut self.failed,
-            MessageState::Cancelled => &mut self.cancelled,
-        }
+        *self.slot(state)
     }
 
     /// API `sent_count`: messages Meta accepted = sent + delivered + read.

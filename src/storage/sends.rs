@@ -153,39 +153,7 @@ pub struct NewMessage {
     pub button_variables: String,
 }
 
-/// Counter changes of one send, applied as relative increments.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CounterDelta {
-    pub pending: i32,
-    pub sent: i32,
-    pub delivered: i32,
-    pub read: i32,
-    pub failed: i32,
-    pub cancelled: i32,
-}
-
-impl CounterDelta {
-    /// One message moved from `from` to `to`.
-    pub fn moved(&mut self, from: MessageState, to: MessageState) {
-        *self.slot(from) -= 1;
-        *self.slot(to) += 1;
-    }
-
-    fn slot(&mut self, state: MessageState) -> &mut i32 {
-        match state {
-            MessageState::Pending | MessageState::Dispatching => &mut self.pending,
-            MessageState::Sent => &mut self.sent,
-            MessageState::Delivered => &mut self.delivered,
-            MessageState::Read => &mut self.read,
-            MessageState::Failed => &mut self.failed,
-            MessageState::Cancelled => &mut self.cancelled,
-        }
-    }
-
-    pub fn is_zero(&self) -> bool {
-        *self == CounterDelta::default()
-    }
-}
+pub use crate::domain::message::CounterDelta;
 
 /// Stores a send and all its messages (call inside a write transaction). Messages are
 /// inserted in multi-row statements, in recipient order; each is due at `due_at`.
