@@ -23,6 +23,7 @@
 use std::time::Duration;
 
 use crate::config::ReconcilePolicy;
+use crate::domain::message::EngineStep;
 use crate::meta::error::ErrorAction;
 
 /// Attempts after which a transient failure becomes final.
@@ -48,6 +49,18 @@ pub enum Outcome {
     Cancelled,
     /// The outcome is unknown after the grace period: resend.
     Reset { next_attempt_at: i64 },
+}
+
+impl Outcome {
+    /// The step that records this outcome for a message in `dispatching`.
+    pub fn step(&self) -> EngineStep {
+        match self {
+            Outcome::Accepted { .. } => EngineStep::Accepted,
+            Outcome::Retry { .. } | Outcome::Reset { .. } => EngineStep::BackToPending,
+            Outcome::Failed { .. } => EngineStep::DispatchFailed,
+            Outcome::Cancelled => EngineStep::CancelDispatched,
+        }
+    }
 }
 
 /// The send's state that a decision depends on, as the actor knows it.

@@ -10,11 +10,11 @@
 //!    │  └─► failed              (send stopped, failed webhook)
 //!    └─► cancelled              (cancel; only messages not in flight)
 //! ```
-//! Engine-driven steps are [`start_dispatch`], [`dispatch_accepted`], [`dispatch_retryable`],
-//! [`dispatch_failed`], [`cancel`] and [`resolve_unknown_outcome`]; Meta's status webhooks go through
-//! [`apply_webhook`]. Every function returns `Some(new_state)` when the message moves and `None` when
-//! the event does not apply to the current state (a duplicate, a late webhook, a race): a no-op,
-//! never an error, because webhooks are retried and reordered by Meta.
+//! Engine-driven steps are the [`EngineStep`]s (storage guards each update with the step's source
+//! state); Meta's status webhooks go through [`apply_webhook`]. Both return `Some(new_state)` when
+//! the message moves and `None` when the event does not apply to the current state (a duplicate, a
+//! late webhook, a race): a no-op, never an error, because webhooks are retried and reordered by
+//! Meta.
 //!
 //! # Webhook rules (decisions)
 //! - Monotonic: `sent < delivered < read`; a lower or equal status than the current one is a no-op.
@@ -237,62 +237,61 @@ impl FromStr for ReconcilePolicy {
     }
 }
 
-/// The engine is about to call Meta: `pending → dispatching`. Anything else is a no-op (the message
-/// is not pending, e.g. cancelled meanwhile, so it must not be sent).
-pub fn start_dispatch(current: MessageState) -> Option<MessageState> {
-    match current {
-        MessageState::Pending => Some(MessageState::Dispatching),
-        _ => None,
-    }
+/// A change the engine makes to a message (Meta's webhooks go through [`apply_webhook`]).
+/// Storage applies each one as an update guarded by [`EngineStep::from`] (`WHERE state IN …`), so a
+/// step that no longer applies (a duplicate, a race with a webhook) changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineStep {
+    /// The engine is about to call Meta: `pending → dispatching`. A message that is no longer
+    /// pending (cancelled meanwhile) must not be sent.
+    StartDispatch,
+    /// Meta answered 200 with a wamid: `dispatching → sent`. A no-op when a webhook already
+    /// moved the message further (webhooks can beat the HTTP answer).
+    Accepted,
+    /// Meta did not take the message and it may be retried (a retryable error, a paused number
+    /// or template), or its outcome stayed unknown and the policy resends: `dispatching →
+    /// pending`, with `next_attempt_at` set by the engine.
+    BackToPending,
+    /// A permanent failure decided by the engine or Meta's answer (a rejected request, attempts
+    /// exhausted, an unknown outcome with policy `fail`): `dispatching → failed`.
+    DispatchFailed,
+    /// The send stopped on a fatal error: its `pending` messages fail.
+    StopPending,
+    /// The send was cancelled: `pending → cancelled`. A `dispatching` message is in flight and is
+    /// left to finish.
+    CancelPending,
+    /// A message in flight of a cancelled send was not sent: `dispatching → cancelled`.
+    CancelDispatched,
 }
 
-/// Meta answered 200 with a wamid: `dispatching → sent`. A no-op when a webhook already moved the
-/// message further (webhooks can beat the HTTP answer).
-pub fn dispatch_accepted(current: MessageState) -> Option<MessageState> {
-    match current {
-        MessageState::Dispatching => Some(MessageState::Sent),
-        _ => None,
+impl EngineStep {
+    /// The states the step applies to.
+    pub fn from(self) -> MessageState {
+        match self {
+            EngineStep::StartDispatch | EngineStep::StopPending | EngineStep::CancelPending => {
+                MessageState::Pending
+            }
+            EngineStep::Accepted
+            | EngineStep::BackToPending
+            | EngineStep::DispatchFailed
+            | EngineStep::CancelDispatched => MessageState::Dispatching,
+        }
     }
-}
 
-/// Meta definitely did not take the message and it may be retried (`ErrorAction` retry variants, a
-/// connect failure, a paused number): `dispatching → pending`, with `next_attempt_at` set by the
-/// engine. If the send was cancelled meanwhile, the engine then applies [`cancel`].
-pub fn dispatch_retryable(current: MessageState) -> Option<MessageState> {
-    match current {
-        MessageState::Dispatching => Some(MessageState::Pending),
-        _ => None,
+    /// The state the step moves a message to.
+    pub fn to(self) -> MessageState {
+        match self {
+            EngineStep::StartDispatch => MessageState::Dispatching,
+            EngineStep::Accepted => MessageState::Sent,
+            EngineStep::BackToPending => MessageState::Pending,
+            EngineStep::DispatchFailed | EngineStep::StopPending => MessageState::Failed,
+            EngineStep::CancelPending | EngineStep::CancelDispatched => MessageState::Cancelled,
+        }
     }
-}
 
-/// A permanent failure decided by the engine or Meta's answer: `pending`/`dispatching → failed`
-/// (a rejected request, attempts exhausted, the send stopped by a fatal error).
-pub fn dispatch_failed(current: MessageState) -> Option<MessageState> {
-    match current {
-        MessageState::Pending | MessageState::Dispatching => Some(MessageState::Failed),
-        _ => None,
-    }
-}
-
-/// The send was cancelled: `pending → cancelled`. A `dispatching` message is in flight and is left
-/// to finish (it becomes sent, failed, or pending and then cancelled).
-pub fn cancel(current: MessageState) -> Option<MessageState> {
-    match current {
-        MessageState::Pending => Some(MessageState::Cancelled),
-        _ => None,
-    }
-}
-
-/// The reconcile grace period ended without a webhook for a `dispatching` message: back to
-/// `pending` (resend) or `failed` with `unknown_outcome` ([`FailureSource::Local`]) per the policy.
-pub fn resolve_unknown_outcome(
-    current: MessageState,
-    policy: ReconcilePolicy,
-) -> Option<MessageState> {
-    match (current, policy) {
-        (MessageState::Dispatching, ReconcilePolicy::Resend) => Some(MessageState::Pending),
-        (MessageState::Dispatching, ReconcilePolicy::Fail) => Some(MessageState::Failed),
-        _ => None,
+    /// The state a message in `current` moves to, or `None` when the step does not apply.
+    pub fn apply(self, current: MessageState) -> Option<MessageState> {
+        (current == self.from()).then_some(self.to())
     }
 }
 
@@ -387,6 +386,15 @@ impl CounterDelta {
     pub fn moved(&mut self, from: MessageState, to: MessageState) {
         *self.slot_mut(from) -= 1;
         *self.slot_mut(to) += 1;
+    }
+
+    /// `n` messages took `step`.
+    pub fn moved_many(step: EngineStep, n: usize) -> CounterDelta {
+        let n = i32::try_from(n).unwrap_or(i32::MAX);
+        let mut delta = CounterDelta::default();
+        *delta.slot_mut(step.from()) -= n;
+        *delta.slot_mut(step.to()) += n;
+        delta
     }
 
     /// Whether nothing changes.
@@ -644,42 +652,27 @@ mod tests {
     }
 
     #[test]
-    fn engine_transitions() {
-        assert_eq!(start_dispatch(Pending), Some(Dispatching));
-        for s in MessageState::ALL.into_iter().filter(|s| *s != Pending) {
-            assert_eq!(start_dispatch(s), None, "{s}");
-        }
-        assert_eq!(dispatch_accepted(Dispatching), Some(Sent));
-        for s in [Pending, Sent, Delivered, Read, Failed, Cancelled] {
-            assert_eq!(dispatch_accepted(s), None, "{s}");
-        }
-        assert_eq!(dispatch_retryable(Dispatching), Some(Pending));
-        assert_eq!(dispatch_retryable(Delivered), None);
-        assert_eq!(dispatch_failed(Pending), Some(Failed));
-        assert_eq!(dispatch_failed(Dispatching), Some(Failed));
-        for s in [Sent, Delivered, Read, Failed, Cancelled] {
-            assert_eq!(dispatch_failed(s), None, "{s}");
-        }
-        assert_eq!(cancel(Pending), Some(Cancelled));
-        for s in [Dispatching, Sent, Delivered, Read, Failed, Cancelled] {
-            assert_eq!(cancel(s), None, "{s}");
+    fn engine_steps_apply_only_to_their_source_state() {
+        use EngineStep::*;
+        let table = [
+            (StartDispatch, Pending, Dispatching),
+            (Accepted, Dispatching, Sent),
+            (BackToPending, Dispatching, Pending),
+            (DispatchFailed, Dispatching, Failed),
+            (StopPending, Pending, Failed),
+            (CancelPending, Pending, Cancelled),
+            (CancelDispatched, Dispatching, Cancelled),
+        ];
+        for (step, from, to) in table {
+            assert_eq!(step.apply(from), Some(to), "{step:?}");
+            for s in MessageState::ALL.into_iter().filter(|s| *s != from) {
+                assert_eq!(step.apply(s), None, "{step:?} from {s}");
+            }
         }
     }
 
     #[test]
-    fn unknown_outcome_follows_policy() {
-        assert_eq!(
-            resolve_unknown_outcome(Dispatching, ReconcilePolicy::Resend),
-            Some(Pending)
-        );
-        assert_eq!(
-            resolve_unknown_outcome(Dispatching, ReconcilePolicy::Fail),
-            Some(Failed)
-        );
-        for s in [Pending, Sent, Delivered, Read, Failed, Cancelled] {
-            assert_eq!(resolve_unknown_outcome(s, ReconcilePolicy::Resend), None);
-            assert_eq!(resolve_unknown_outcome(s, ReconcilePolicy::Fail), None);
-        }
+    fn reconcile_policy_parses() {
         assert_eq!(ReconcilePolicy::default(), ReconcilePolicy::Resend);
         assert_eq!("FAIL".parse(), Ok(ReconcilePolicy::Fail));
         assert_eq!(" resend ".parse(), Ok(ReconcilePolicy::Resend));
@@ -836,12 +829,12 @@ mod tests {
                 FailureSource::Meta
             };
             let next = match (seed >> 8) % 10 {
-                0 => start_dispatch(current),
-                1 => dispatch_accepted(current),
-                2 => dispatch_retryable(current),
-                3 => dispatch_failed(current),
-                4 => cancel(current),
-                5 => resolve_unknown_outcome(current, ReconcilePolicy::Resend),
+                0 => EngineStep::StartDispatch.apply(current),
+                1 => EngineStep::Accepted.apply(current),
+                2 => EngineStep::BackToPending.apply(current),
+                3 => EngineStep::DispatchFailed.apply(current),
+                4 => EngineStep::CancelPending.apply(current),
+                5 => EngineStep::StopPending.apply(current),
                 6 => apply_webhook(current, WebhookStatus::Delivered, source),
                 7 => apply_webhook(current, WebhookStatus::Read, source),
                 8 => apply_webhook(current, WebhookStatus::Failed, source),

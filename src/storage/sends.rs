@@ -13,7 +13,8 @@ use diesel::prelude::*;
 use super::schema::{api_keys, bulk_sends, messages, phone_numbers, quota_ledger, templates};
 use super::{DbConnection, StorageError};
 use crate::domain::message::{
-    apply_webhook, derive_status, BulkStatus, Counters, FailureSource, MessageState, WebhookStatus,
+    apply_webhook, derive_status, BulkStatus, Counters, EngineStep, FailureSource, MessageState,
+    WebhookStatus,
 };
 use crate::with_backend;
 
@@ -573,9 +574,10 @@ pub fn mark_dispatching(
     }
     let mut marked = Vec::with_capacity(granted.len());
     for (id, recipient) in granted {
-        let moved = diesel::update(message_in_state(*id, MessageState::Pending.as_str()))
+        let step = EngineStep::StartDispatch;
+        let moved = diesel::update(message_in_state(*id, step.from().as_str()))
             .set((
-                messages::state.eq(MessageState::Dispatching.as_str()),
+                messages::state.eq(step.to().as_str()),
                 messages::attempts.eq(messages::attempts + 1),
                 messages::dispatched_at.eq(now_ms),
             ))
@@ -681,8 +683,62 @@ fn message_in_state(id: i64, state: &'static str) -> _ {
         .filter(messages::state.eq(state))
 }
 
-/// Records the outcomes of dispatch attempts (messages in `dispatching`) and adjusts the
-/// send's counters; returns the send's status after.
+/// The columns an outcome sets besides the state (`None`: left as is).
+#[derive(AsChangeset)]
+#[diesel(table_name = messages)]
+struct OutcomeColumns<'a> {
+    state: &'static str,
+    wamid: Option<&'a str>,
+    sent_at: Option<i64>,
+    failed_at: Option<i64>,
+    next_attempt_at: Option<i64>,
+    error_code: Option<Option<i64>>,
+    error_message: Option<&'a str>,
+}
+
+impl<'a> OutcomeColumns<'a> {
+    fn of(outcome: &'a Outcome, now_ms: i64) -> Self {
+        let mut columns = OutcomeColumns {
+            state: outcome.step().to().as_str(),
+            wamid: None,
+            sent_at: None,
+            failed_at: None,
+            next_attempt_at: None,
+            error_code: None,
+            error_message: None,
+        };
+        match outcome {
+            Outcome::Accepted { wamid } => {
+                columns.wamid = Some(wamid);
+                columns.sent_at = Some(now_ms);
+            }
+            Outcome::Retry {
+                next_attempt_at,
+                error_code,
+                error_message,
+            } => {
+                columns.next_attempt_at = Some(*next_attempt_at);
+                columns.error_code = Some(*error_code);
+                columns.error_message = Some(error_message);
+            }
+            Outcome::Reset { next_attempt_at } => columns.next_attempt_at = Some(*next_attempt_at),
+            Outcome::Failed {
+                error_code,
+                error_message,
+            } => {
+                columns.failed_at = Some(now_ms);
+                columns.error_code = Some(*error_code);
+                columns.error_message = Some(error_message);
+            }
+            Outcome::Cancelled => {}
+        }
+        columns
+    }
+}
+
+/// Records the outcomes of dispatch attempts and adjusts the send's counters; returns the
+/// send's status after. Each is its [`Outcome::step`], applied only to a message still in the
+/// step's source state (`dispatching`), so a webhook that got there first wins.
 pub fn record_outcomes(
     conn: &mut DbConnection,
     send_id: &str,
@@ -691,64 +747,12 @@ pub fn record_outcomes(
 ) -> Result<Option<BulkStatus>, StorageError> {
     let mut delta = CounterDelta::default();
     for (id, outcome) in outcomes {
-        let (moved, to) = match outcome {
-            Outcome::Accepted { wamid } => (
-                diesel::update(message_in_state(*id, MessageState::Dispatching.as_str()))
-                    .set((
-                        messages::state.eq(MessageState::Sent.as_str()),
-                        messages::wamid.eq(wamid),
-                        messages::sent_at.eq(now_ms),
-                    ))
-                    .execute(conn)?,
-                MessageState::Sent,
-            ),
-            Outcome::Retry {
-                next_attempt_at,
-                error_code,
-                error_message,
-            } => (
-                diesel::update(message_in_state(*id, MessageState::Dispatching.as_str()))
-                    .set((
-                        messages::state.eq(MessageState::Pending.as_str()),
-                        messages::next_attempt_at.eq(next_attempt_at),
-                        messages::error_code.eq(error_code),
-                        messages::error_message.eq(error_message),
-                    ))
-                    .execute(conn)?,
-                MessageState::Pending,
-            ),
-            Outcome::Reset { next_attempt_at } => (
-                diesel::update(message_in_state(*id, MessageState::Dispatching.as_str()))
-                    .set((
-                        messages::state.eq(MessageState::Pending.as_str()),
-                        messages::next_attempt_at.eq(next_attempt_at),
-                    ))
-                    .execute(conn)?,
-                MessageState::Pending,
-            ),
-            Outcome::Failed {
-                error_code,
-                error_message,
-            } => (
-                diesel::update(message_in_state(*id, MessageState::Dispatching.as_str()))
-                    .set((
-                        messages::state.eq(MessageState::Failed.as_str()),
-                        messages::failed_at.eq(now_ms),
-                        messages::error_code.eq(error_code),
-                        messages::error_message.eq(error_message),
-                    ))
-                    .execute(conn)?,
-                MessageState::Failed,
-            ),
-            Outcome::Cancelled => (
-                diesel::update(message_in_state(*id, MessageState::Dispatching.as_str()))
-                    .set(messages::state.eq(MessageState::Cancelled.as_str()))
-                    .execute(conn)?,
-                MessageState::Cancelled,
-            ),
-        };
+        let step = outcome.step();
+        let moved = diesel::update(message_in_state(*id, step.from().as_str()))
+            .set(OutcomeColumns::of(outcome, now_ms))
+            .execute(conn)?;
         if moved == 1 {
-            delta.moved(MessageState::Dispatching, to);
+            delta.moved(step.from(), step.to());
         }
     }
     adjust_counters(conn, send_id, &delta, now_ms)
@@ -956,30 +960,21 @@ pub fn cancel_send(
     if row.status().is_finished() {
         return Ok(false);
     }
+    let step = EngineStep::CancelPending;
     let n = diesel::update(
         messages::table
             .filter(messages::bulk_send_id.eq(send_id))
-            .filter(messages::state.eq(MessageState::Pending.as_str())),
+            .filter(messages::state.eq(step.from().as_str())),
     )
-    .set(messages::state.eq(MessageState::Cancelled.as_str()))
+    .set(messages::state.eq(step.to().as_str()))
     .execute(conn)?;
-    let n = i32::try_from(n).unwrap_or(i32::MAX);
     diesel::update(bulk_sends::table.find(send_id))
         .set((
             bulk_sends::status.eq(BulkStatus::Cancelled.as_str()),
             bulk_sends::paused.eq(false),
         ))
         .execute(conn)?;
-    adjust_counters(
-        conn,
-        send_id,
-        &CounterDelta {
-            pending: -n,
-            cancelled: n,
-            ..CounterDelta::default()
-        },
-        now_ms,
-    )?;
+    adjust_counters(conn, send_id, &CounterDelta::moved_many(step, n), now_ms)?;
     // The status was set above, not derived, so `refresh_status` saw no change to report.
     super::callbacks::enqueue_status_change(conn, &row, now_ms)?;
     Ok(true)
@@ -993,34 +988,25 @@ pub fn stop_send(
     reason: &str,
     now_ms: i64,
 ) -> Result<(), StorageError> {
+    let step = EngineStep::StopPending;
     let n = diesel::update(
         messages::table
             .filter(messages::bulk_send_id.eq(send_id))
-            .filter(messages::state.eq(MessageState::Pending.as_str())),
+            .filter(messages::state.eq(step.from().as_str())),
     )
     .set((
-        messages::state.eq(MessageState::Failed.as_str()),
+        messages::state.eq(step.to().as_str()),
         messages::failed_at.eq(now_ms),
         messages::error_message.eq(reason),
     ))
     .execute(conn)?;
-    let n = i32::try_from(n).unwrap_or(i32::MAX);
     diesel::update(bulk_sends::table.find(send_id))
         .set((
             bulk_sends::failure_reason.eq(reason),
             bulk_sends::paused.eq(false),
         ))
         .execute(conn)?;
-    adjust_counters(
-        conn,
-        send_id,
-        &CounterDelta {
-            pending: -n,
-            failed: n,
-            ..CounterDelta::default()
-        },
-        now_ms,
-    )?;
+    adjust_counters(conn, send_id, &CounterDelta::moved_many(step, n), now_ms)?;
     Ok(())
 }
 
