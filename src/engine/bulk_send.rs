@@ -225,15 +225,7 @@ impl BulkSendActor {
                         return;
                     }
                 };
-                // A control request handled while this was read is fresher than the row.
-                if act.stored_flags_apply(generation) {
-                    act.paused = send.paused;
-                    act.cancelled = send.status() == BulkStatus::Cancelled;
-                }
-                if let Some(reason) = send.failure_reason {
-                    act.stopped = true;
-                    act.stop_reason = Some(reason);
-                }
+                act.adopt_stored_flags(&send, generation);
                 act.unknown = dispatching
                     .into_iter()
                     .map(|m| (m.id, m.dispatched_at.unwrap_or(0) + grace_ms))
@@ -273,14 +265,7 @@ impl BulkSendActor {
             fut.into_actor(self)
                 .map(move |result, act, ctx| match result {
                     Ok(Some(send)) => {
-                        if act.stored_flags_apply(generation) {
-                            act.paused = send.paused;
-                            act.cancelled = send.status() == BulkStatus::Cancelled;
-                        }
-                        if let Some(reason) = send.failure_reason {
-                            act.stopped = true;
-                            act.stop_reason = Some(reason);
-                        }
+                        act.adopt_stored_flags(&send, generation);
                         act.maybe_settled = true;
                         act.poke(ctx);
                     }
@@ -292,6 +277,20 @@ impl BulkSendActor {
                     }
                 }),
         );
+    }
+
+    /// Takes the pause, cancel and stop flags of a row read that began at `generation`. A
+    /// control handled meanwhile is fresher than the row and keeps the in-memory pause and
+    /// cancel flags; a stop is final either way.
+    fn adopt_stored_flags(&mut self, send: &sends::BulkSendRow, generation: u64) {
+        if self.stored_flags_apply(generation) {
+            self.paused = send.paused;
+            self.cancelled = send.status() == BulkStatus::Cancelled;
+        }
+        if let Some(reason) = &send.failure_reason {
+            self.stopped = true;
+            self.stop_reason = Some(reason.clone());
+        }
     }
 
     /// Whether a read of the send's row that began at `generation` may replace the in-memory
