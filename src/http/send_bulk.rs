@@ -36,30 +36,55 @@ const PREVIEW_RECIPIENTS: usize = 5;
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-/// The send-bulk request body.
+/// Longest text field, in characters.
+const MAX_TEXT_FIELD_CHARS: usize = 512;
+
+// The schema below states every rule that `check_fields` enforces; of `parse_schedule` and
+// `check_callback_url`, the shape (a timestamp, an http(s) URL), not the moment (within 30
+// days) nor the address policy (public hosts), which depend on the clock and the operator.
+/// The send-bulk request body. Text fields are 1 to 512 characters, not only whitespace,
+/// without control characters. Recipients' phones and variables are checked against the
+/// numbering plan and the template (400 `invalid_recipients`).
 #[derive(Debug, Deserialize, ToSchema)]
 struct SendBulkRequest {
     /// Meta's phone-number id of one of the tenant's numbers.
+    #[schema(
+        min_length = 1,
+        max_length = 512,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     phone_number_id: String,
     /// An APPROVED template of that number's WABA.
+    #[schema(
+        min_length = 1,
+        max_length = 512,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     template_name: String,
     /// Meta's exact locale (`es`, `en`, `pt_BR`, …).
     #[serde(default = "default_language")]
-    #[schema(default = "es")]
+    #[schema(
+        default = "es",
+        min_length = 1,
+        max_length = 512,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     language: String,
-    /// 1 … `max_recipients` (default 100 000) recipients.
-    #[schema(value_type = Vec<RecipientSchema>)]
+    /// 1 … `max_recipients` (default 100 000) recipients (`maxItems` is the daemon's setting).
+    #[schema(value_type = Vec<RecipientSchema>, min_items = 1)]
     recipients: Vec<Value>,
     /// Drop invalid recipients (reported in `invalid_recipients`) instead of refusing the request.
     #[serde(default)]
     skip_invalid: bool,
-    /// ISO 8601; start no earlier than this (in the future, within 30 days).
+    /// ISO 8601 with a time zone; start no earlier than this (in the future, within 30 days).
     #[serde(default)]
+    #[schema(format = DateTime, pattern = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")]
     scheduled_at: Option<String>,
     /// An https URL on the public internet that receives the client events of this send
     /// (loopback, private, link-local, CGNAT, multicast and other internal addresses are
     /// refused unless the operator allows them).
     #[serde(default)]
+    #[schema(format = "uri", max_length = 2048, pattern = r"^https?://")]
     callback_url: Option<String>,
     /// Validate only: nothing is stored, the answer is 200 with a `preview`.
     #[serde(default)]
@@ -105,6 +130,7 @@ struct CreateResponse {
     bulk_send_id: String,
     task_id: String,
     /// Always `queued`.
+    #[schema(value_type = CreatedStatus)]
     status: &'static str,
     template_name: String,
     total_recipients: usize,
@@ -119,6 +145,14 @@ struct CreateResponse {
     /// Dry runs only: the rendered Meta `template.components` of the first 5 unique recipients.
     #[serde(skip_serializing_if = "Option::is_none")]
     preview: Option<Vec<Value>>,
+}
+
+/// The status of a send just created (documentation only).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum CreatedStatus {
+    Queued,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -141,10 +175,24 @@ struct NumberSummary {
     request_body = SendBulkRequest,
     params(
         ("Idempotency-Key" = Option<String>, Header,
-         description = "Same key and body within 24 h: the original answer again; another body: 422."),
+         description = "Same key and body within 24 h: the original answer again; another body: 422.",
+         min_length = 1, max_length = 255, pattern = r"^[\t\x20-\x7e]*[\x21-\x7e][\t\x20-\x7e]*$"),
     ),
     responses(
-        (status = 202, description = "The send is stored and queued.", body = CreateResponse),
+        (status = 202, description = "The send is stored and queued.", body = CreateResponse, links(
+            ("status" = (operation_id = "bulk_send_status", description = "The send's status object.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+            ("messages" = (operation_id = "bulk_send_messages", description = "The send's messages.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+            ("export" = (operation_id = "export_bulk_send_messages", description = "The send's messages as CSV.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+            ("cancel" = (operation_id = "cancel_bulk_send", description = "Cancel the send.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+            ("pause" = (operation_id = "pause_bulk_send", description = "Pause the send.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+            ("resume" = (operation_id = "resume_bulk_send", description = "Resume the send.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+        )),
         (status = 200, description = "A dry run: validated, nothing stored.", body = CreateResponse),
         (status = 400, description = "`validation_error`, `invalid_recipients` (with `errors`), `template_not_approved`, `template_not_supported`.", body = ErrorBody),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
@@ -266,11 +314,6 @@ async fn create_send(
     .map_err(|_| ApiError::internal())??;
     let now = state.clock.now_ms();
     check_fields(&request, max_recipients)?;
-    let scheduled_at = parse_schedule(request.scheduled_at.as_deref(), now)?;
-    let callback_url = match request.callback_url.as_deref() {
-        Some(url) => Some(check_callback_url(url, &state.config.callback_policy())?),
-        None => None,
-    };
 
     let phone_number_id = request.phone_number_id.clone();
     let (number, account, template) = {
@@ -295,6 +338,14 @@ async fn create_send(
             .await??
     };
     let template = check_template(template, &request)?;
+    // After the number and the template: of the request's own rules, only these two depend
+    // on the moment (the schedule) and on the operator's address policy (the callback), so
+    // the OpenAPI document cannot state them; an unknown number is 404 whatever they hold.
+    let scheduled_at = parse_schedule(request.scheduled_at.as_deref(), now)?;
+    let callback_url = match request.callback_url.as_deref() {
+        Some(url) => Some(check_callback_url(url, &state.config.callback_policy())?),
+        None => None,
+    };
     let spec = TemplateSpec::from_meta(
         Some(&template.parameter_format),
         &serde_json::from_str(&template.components).unwrap_or(Value::Null),
@@ -480,8 +531,9 @@ fn check_fields(request: &SendBulkRequest, max_recipients: u32) -> Result<(), Ap
     ] {
         if value.trim().is_empty() {
             errors.push(json!({"field": field, "reason": "must not be empty"}));
-        } else if value.len() > 512 {
-            errors.push(json!({"field": field, "reason": "is longer than 512 characters"}));
+        } else if value.chars().count() > MAX_TEXT_FIELD_CHARS {
+            errors.push(json!({"field": field,
+                "reason": format!("is longer than {MAX_TEXT_FIELD_CHARS} characters")}));
         } else if value.contains(char::is_control) {
             // Meta's ids, names and locales have none; PostgreSQL cannot even compare a NUL.
             errors.push(json!({"field": field, "reason": "must not contain control characters"}));
