@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod bulk_sends;
 pub mod business_accounts;
+pub mod create_gate;
 pub mod error;
 pub mod health;
 pub mod limits;

@@ -202,7 +202,7 @@ struct NumberSummary {
         (status = 409, description = "`idempotency_in_progress`.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 422, description = "`idempotency_key_reused`.", body = ErrorBody),
-        (status = 503, description = "`shutting_down` or `service_unavailable`.", body = ErrorBody),
+        (status = 503, description = "`too_many_creates` (with `Retry-After`: too many sends are being created at once), `shutting_down` or `service_unavailable`.", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -210,7 +210,7 @@ pub async fn create(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::new(
@@ -221,6 +221,13 @@ pub async fn create(
     }
     super::auth::require_send(&principal)?;
     let key = idempotency_key(&req)?;
+    // The body is read only once this request holds a create slot: waiting requests keep
+    // theirs in the socket, not in memory.
+    let _slot = match state.create_gate.enter().await {
+        Ok(slot) => slot,
+        Err(busy) => return Ok(busy.response()),
+    };
+    let body = read_body(payload, &req, state.config.body_limit_bytes).await?;
     let tenant_id = principal.tenant_id;
     if let Some(key) = key.clone() {
         let hash = hex::encode(Sha256::digest(&body));
@@ -271,6 +278,28 @@ pub async fn create(
         }
     }
     result
+}
+
+/// The whole body, refused with 413 past `limit` (by its `Content-Length` before reading).
+async fn read_body(
+    payload: web::Payload,
+    req: &HttpRequest,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let announced = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(err)) => Err(ApiError::validation(format!(
+            "the request body could not be read: {err}"
+        ))),
+        Err(_) => Err(ApiError::payload_too_large(limit)),
+    }
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
