@@ -5,8 +5,8 @@
 //! A create enters the gate *before* its body is read (an unread body stays in the socket,
 //! where TCP flow control holds it back), so at most `MINDO_MAX_CONCURRENT_CREATES` bodies are
 //! in memory. Others wait in a short queue ([`QUEUE_PER_SLOT`] per slot, each at most
-//! [`MAX_WAIT`]); past that they get 503 `too_many_creates` with `Retry-After`, which the
-//! `send` command honours.
+//! [`MAX_WAIT`]); past that they get 503 `too_many_creates` with `Retry-After` (the `send` command
+//! retries it with backoff).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
