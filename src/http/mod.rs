@@ -13,6 +13,7 @@ pub mod health;
 pub mod limits;
 pub mod openapi;
 pub mod operations;
+pub mod recipients;
 pub mod send_bulk;
 pub mod webhooks;
 

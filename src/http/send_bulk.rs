@@ -11,12 +11,13 @@ use std::collections::{BTreeMap, HashSet};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody, MAX_ERRORS};
+use super::recipients::{RawRecipient, Strings, Text};
 use crate::clock::format_api_time;
 use crate::domain::egress::{CallbackPolicy, TargetRefused};
 use crate::domain::eta::{estimate_minutes, QuotaInfo, QuotaWindow, WINDOW_MS};
@@ -72,7 +73,7 @@ struct SendBulkRequest {
     language: String,
     /// 1 … `max_recipients` (default 100 000) recipients (`maxItems` is the daemon's setting).
     #[schema(value_type = Vec<RecipientSchema>, min_items = 1)]
-    recipients: Vec<Value>,
+    recipients: Vec<RawRecipient>,
     /// Drop invalid recipients (reported in `invalid_recipients`) instead of refusing the request.
     #[serde(default)]
     skip_invalid: bool,
@@ -108,11 +109,11 @@ fn default_language() -> String {
     "es".into()
 }
 
-/// A recipient that passed validation.
+/// A recipient that passed validation, its values already in the JSON they are stored as.
 struct ValidRecipient {
     phone: E164,
-    variables: BTreeMap<String, String>,
-    button_variables: BTreeMap<String, String>,
+    variables: String,
+    button_variables: String,
 }
 
 /// The outcome of validating every recipient.
@@ -327,7 +328,7 @@ async fn create_send(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let max_recipients = state.config.max_recipients;
-    let request: SendBulkRequest = web::block(move || {
+    let mut request: SendBulkRequest = web::block(move || {
         // Too many recipients is refused before any of them is built: a body within the
         // size limit can list millions, each costing far more as a JSON value than as text.
         if let Some(n) = count_recipients(&body) {
@@ -392,9 +393,10 @@ async fn create_send(
 
     let total = request.recipients.len();
     let skip_invalid = request.skip_invalid;
-    let (validated, spec, request) = web::block(move || {
-        let validated = validate_recipients(&request.recipients, &spec);
-        (validated, spec, request)
+    let recipients = std::mem::take(&mut request.recipients);
+    let (validated, spec) = web::block(move || {
+        let validated = validate_recipients(recipients, &spec);
+        (validated, spec)
     })
     .await
     .map_err(|_| ApiError::internal())?;
@@ -423,9 +425,12 @@ async fn create_send(
             .iter()
             .take(PREVIEW_RECIPIENTS)
             .map(|r| {
+                let values = |json: &str| -> BTreeMap<String, String> {
+                    serde_json::from_str(json).unwrap_or_default()
+                };
                 json!({
                     "phone": r.phone.as_str(),
-                    "components": spec.render(&r.variables, &r.button_variables),
+                    "components": spec.render(&values(&r.variables), &values(&r.button_variables)),
                 })
             })
             .collect()
@@ -486,9 +491,8 @@ async fn create_send(
         .into_iter()
         .map(|r| NewMessage {
             recipient: r.phone.into_string(),
-            variables: serde_json::to_string(&r.variables).unwrap_or_else(|_| "{}".into()),
-            button_variables: serde_json::to_string(&r.button_variables)
-                .unwrap_or_else(|_| "{}".into()),
+            variables: r.variables,
+            button_variables: r.button_variables,
         })
         .collect();
     let due_at = scheduled_at.unwrap_or(now);
@@ -660,9 +664,9 @@ fn invalid_recipients(detail: String, errors: Vec<Value>) -> ApiError {
 
 /// Validates every recipient: phone normalised to E.164, variables and button variables
 /// exactly as the template needs. Duplicates (after normalisation) are dropped, the first
-/// occurrence winning.
-fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
-    let parsed_phones = parse_phones(recipients);
+/// occurrence winning. Each recipient is let go once checked.
+fn validate_recipients(recipients: Vec<RawRecipient>, spec: &TemplateSpec) -> Validated {
+    let parsed_phones = parse_phones(&recipients);
     let mut seen = HashSet::with_capacity(recipients.len());
     let mut unique = Vec::with_capacity(recipients.len());
     let mut invalid = 0;
@@ -672,9 +676,14 @@ fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
             errors.push(problem);
         }
     };
-    for (index, recipient) in recipients.iter().enumerate() {
+    for ((index, recipient), parsed) in recipients.into_iter().enumerate().zip(parsed_phones) {
         let mut failed = false;
-        let Some(object) = recipient.as_object() else {
+        let RawRecipient::Object {
+            phone,
+            variables,
+            button_variables,
+        } = recipient
+        else {
             report(
                 &mut errors,
                 json!({"index": index, "field": "recipient", "reason": "must be an object with a phone"}),
@@ -682,25 +691,23 @@ fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
             invalid += 1;
             continue;
         };
-        let phone = match object.get("phone") {
-            Some(Value::String(raw)) => match parsed_phones[index].clone() {
-                Ok(phone) => Some(phone),
-                Err(e) => {
-                    report(
-                        &mut errors,
-                        json!({"index": index, "field": "phone", "value": truncate(raw), "reason": e.reason()}),
-                    );
-                    None
-                }
-            },
-            Some(other) => {
+        let phone = match (phone, parsed) {
+            (Text::Is(_), Ok(phone)) => Some(phone),
+            (Text::Is(raw), Err(e)) => {
                 report(
                     &mut errors,
-                    json!({"index": index, "field": "phone", "reason": format!("must be a string, not {}", type_name(other))}),
+                    json!({"index": index, "field": "phone", "value": truncate(&raw), "reason": e.reason()}),
                 );
                 None
             }
-            None => {
+            (Text::Not(kind), _) => {
+                report(
+                    &mut errors,
+                    json!({"index": index, "field": "phone", "reason": format!("must be a string, not {}", kind.name())}),
+                );
+                None
+            }
+            (Text::Missing, _) => {
                 report(
                     &mut errors,
                     json!({"index": index, "field": "phone", "reason": "is required"}),
@@ -708,19 +715,14 @@ fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
                 None
             }
         };
-        let variables = string_map(object.get("variables"), "variables", index, &mut |p| {
+        let variables = string_map(variables, "variables", index, &mut |p| {
             failed = true;
             report(&mut errors, p)
         });
-        let buttons = string_map(
-            object.get("button_variables"),
-            "button_variables",
-            index,
-            &mut |p| {
-                failed = true;
-                report(&mut errors, p)
-            },
-        );
+        let buttons = string_map(button_variables, "button_variables", index, &mut |p| {
+            failed = true;
+            report(&mut errors, p)
+        });
         if let (Some(variables), Some(buttons)) = (&variables, &buttons) {
             if let Err(problems) = spec.validate(variables, buttons) {
                 failed = true;
@@ -735,10 +737,13 @@ fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
         match (phone, variables, buttons) {
             (Some(phone), Some(variables), Some(button_variables)) if !failed => {
                 if seen.insert(phone.clone()) {
+                    let stored = |values: &BTreeMap<String, String>| {
+                        serde_json::to_string(values).unwrap_or_else(|_| "{}".into())
+                    };
                     unique.push(ValidRecipient {
                         phone,
-                        variables,
-                        button_variables,
+                        variables: stored(&variables),
+                        button_variables: stored(&button_variables),
                     });
                 }
             }
@@ -754,14 +759,11 @@ fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
 
 /// Every recipient's phone, parsed on all cores (the numbering-plan check is the costly part
 /// of validating a large send). Entries without a string phone get `Empty`, unused.
-fn parse_phones(recipients: &[Value]) -> Vec<Result<E164, PhoneError>> {
-    let parse = |chunk: &[Value]| -> Vec<Result<E164, PhoneError>> {
+fn parse_phones(recipients: &[RawRecipient]) -> Vec<Result<E164, PhoneError>> {
+    let parse = |chunk: &[RawRecipient]| -> Vec<Result<E164, PhoneError>> {
         chunk
             .iter()
-            .map(|r| match r.get("phone") {
-                Some(Value::String(raw)) => E164::parse(raw),
-                _ => Err(PhoneError::Empty),
-            })
+            .map(|r| r.phone().map_or(Err(PhoneError::Empty), E164::parse))
             .collect()
     };
     let threads = std::thread::available_parallelism()
@@ -786,58 +788,42 @@ fn parse_phones(recipients: &[Value]) -> Vec<Result<E164, PhoneError>> {
     })
 }
 
-/// Reads an optional object of strings; reports each problem through `report`.
+/// Reads an optional object of strings (in key order, as a JSON object reader would give
+/// them); reports each problem through `report`.
 fn string_map(
-    value: Option<&Value>,
+    value: Strings,
     field: &str,
     index: usize,
     report: &mut dyn FnMut(Value),
 ) -> Option<BTreeMap<String, String>> {
-    match value {
-        None | Some(Value::Null) => Some(BTreeMap::new()),
-        Some(Value::Object(map)) => strings_of(map, field, index, report),
-        Some(other) => {
+    let entries = match value {
+        Strings::None => return Some(BTreeMap::new()),
+        Strings::Not(kind) => {
             report(json!({"index": index, "field": field,
-                "reason": format!("must be an object of strings, not {}", type_name(other))}));
-            None
+                "reason": format!("must be an object of strings, not {}", kind.name())}));
+            return None;
         }
-    }
-}
-
-fn strings_of(
-    map: &Map<String, Value>,
-    field: &str,
-    index: usize,
-    report: &mut dyn FnMut(Value),
-) -> Option<BTreeMap<String, String>> {
+        Strings::Entries(entries) => entries,
+    };
     let mut out = BTreeMap::new();
-    let mut ok = true;
-    for (key, value) in map {
+    let mut wrong = BTreeMap::new();
+    for (key, value) in entries {
         match value {
-            Value::String(s) => {
-                out.insert(key.clone(), s.clone());
+            Ok(text) => {
+                out.insert(key, text);
             }
-            other => {
-                ok = false;
-                report(
-                    json!({"index": index, "field": format!("{field}.{}", truncate(key)),
-                    "reason": format!("must be a string, not {}", type_name(other))}),
-                );
+            Err(kind) => {
+                wrong.insert(key, kind);
             }
         }
     }
-    ok.then_some(out)
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+    for (key, kind) in &wrong {
+        report(
+            json!({"index": index, "field": format!("{field}.{}", truncate(key)),
+            "reason": format!("must be a string, not {}", kind.name())}),
+        );
     }
+    wrong.is_empty().then_some(out)
 }
 
 /// At most 64 characters of user input echoed back in an error.
@@ -898,12 +884,13 @@ mod tests {
 
     #[test]
     fn phones_parsed_in_parallel_keep_their_order() {
-        let recipients: Vec<Value> = (0..5_001)
+        let recipients: Vec<RawRecipient> = (0..5_001)
             .map(|i| match i % 3 {
                 0 => json!({"phone": format!("+54911{:08}", 30_000_000 + i)}),
                 1 => json!({"phone": "not a phone"}),
                 _ => json!({"variables": {}}),
             })
+            .map(|r| serde_json::from_value(r).unwrap())
             .collect();
         let parsed = parse_phones(&recipients);
         assert_eq!(parsed.len(), recipients.len());
