@@ -330,7 +330,7 @@ async fn create_send(
     let max_recipients = state.config.max_recipients;
     let mut request: SendBulkRequest = web::block(move || {
         // Too many recipients is refused before any of them is built: a body within the
-        // size limit can list millions, each costing far more as a JSON value than as text.
+        // size limit can list millions, each costing more as a record than as text.
         if let Some(n) = count_recipients(&body) {
             if n > max_recipients as usize {
                 return Err(ApiError::validation("the request has invalid fields")
