@@ -161,9 +161,11 @@ async fn run_on(args: &Args, names: &[&str]) -> anyhow::Result<()> {
         bench_idle(args).await?;
     }
     if wants("burst") {
-        // The daemon's default gate of concurrent creates, then one wide enough to let all
-        // sixteen in at once (what the daemon did before it had a gate).
+        // The daemon's default gate of concurrent creates; one at a time (what one create
+        // costs); then a gate wide enough to let all sixteen in at once (what the daemon did
+        // before it had one).
         bench_burst(None).await?;
+        bench_burst(Some(1)).await?;
         bench_burst(Some(BURST_CLIENTS)).await?;
     }
     Ok(())

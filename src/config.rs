@@ -60,7 +60,7 @@ pub struct Config {
     pub max_recipients: u32,
     /// `MINDO_BODY_LIMIT_BYTES`, default 64 MiB: the largest request body accepted.
     pub body_limit_bytes: usize,
-    /// `MINDO_MAX_CONCURRENT_CREATES`, default the number of CPUs (at least 2, at most 8):
+    /// `MINDO_MAX_CONCURRENT_CREATES`, default the number of CPUs (at least 2, at most 4):
     /// send-bulk requests that read, validate and store their body at once; more wait in a
     /// short queue, then get 503 with `Retry-After` (`http::create_gate`).
     pub max_concurrent_creates: usize,
@@ -408,14 +408,15 @@ fn number<T: std::str::FromStr + Copy>(
     }
 }
 
-/// One create per core: parsing and validating recipients is CPU work, so more at once only
-/// adds memory (each holds its body and recipients); at least 2, so that a small send need
-/// not wait behind a large one, and at most 8.
+/// One create per core, at least 2 (a small send need not wait behind a large one) and at
+/// most 4: validating recipients is CPU work that a create already spreads over every core
+/// (phone parsing), so more at once only adds memory, about 60 MB each at 100 000 recipients
+/// (bench/README.md, `burst`).
 fn default_concurrent_creates() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
-        .clamp(2, 8)
+        .clamp(2, 4)
 }
 
 #[cfg(test)]
@@ -516,6 +517,26 @@ mod tests {
         .unwrap();
         let printed = format!("{c:?}");
         assert!(!printed.contains("s3cr3t"), "{printed}");
+    }
+
+    #[test]
+    fn concurrent_creates_default_to_the_cores_and_can_be_set() {
+        let c = Config::from_sources(None, env_of(&[])).unwrap();
+        assert!(
+            (2..=4).contains(&c.max_concurrent_creates),
+            "{}",
+            c.max_concurrent_creates
+        );
+        let c = Config::from_sources(
+            Some(("m.toml", "max_concurrent_creates = 3")),
+            env_of(&[("MINDO_MAX_CONCURRENT_CREATES", "7")]),
+        )
+        .unwrap();
+        assert_eq!(c.max_concurrent_creates, 7);
+        let err = Config::from_sources(None, env_of(&[("MINDO_MAX_CONCURRENT_CREATES", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("MINDO_MAX_CONCURRENT_CREATES:"), "{err}");
     }
 
     #[test]
