@@ -108,25 +108,27 @@ fn endpoint(path: &str) -> Endpoint {
 }
 
 impl Endpoint {
-    fn get<F, Args>(mut self, handler: F) -> Self
+    fn get<F, Args>(self, handler: F) -> Self
     where
         F: actix_web::Handler<Args>,
         Args: actix_web::FromRequest + 'static,
         F::Output: actix_web::Responder + 'static,
     {
-        self.resource = self.resource.route(web::get().to(handler));
-        self.methods.push("GET");
-        self
+        self.route("GET", web::get().to(handler))
     }
 
-    fn post<F, Args>(mut self, handler: F) -> Self
+    fn post<F, Args>(self, handler: F) -> Self
     where
         F: actix_web::Handler<Args>,
         Args: actix_web::FromRequest + 'static,
         F::Output: actix_web::Responder + 'static,
     {
-        self.resource = self.resource.route(web::post().to(handler));
-        self.methods.push("POST");
+        self.route("POST", web::post().to(handler))
+    }
+
+    fn route(mut self, method: &'static str, route: actix_web::Route) -> Self {
+        self.resource = self.resource.route(route);
+        self.methods.push(method);
         self
     }
 
