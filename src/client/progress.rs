@@ -174,6 +174,9 @@ impl SendStatus {
         let mut out = format!("{} · {}", self.state(), self.counts());
         if !self.is_finished() && !self.paused {
             match outlook {
+                Some(Outlook::Eta(eta)) if eta.is_zero() => {
+                    out.push_str(" · past the estimated time")
+                }
                 Some(Outlook::Eta(eta)) => {
                     out.push_str(&format!(" · ETA {}", format_duration(*eta)))
                 }
@@ -471,11 +474,12 @@ mod tests {
             s.outlook(None, at("2026-01-01T10:00:30Z")),
             Some(Outlook::Eta(Duration::from_secs(60)))
         );
-        // Past the estimate: nothing left by it, never a negative time.
-        assert_eq!(
-            s.outlook(None, at("2026-01-01T10:05:00Z")),
-            Some(Outlook::Eta(Duration::ZERO))
-        );
+        // Past the estimate: nothing left by it, never a negative time, and said so.
+        let late = s.outlook(None, at("2026-01-01T10:05:00Z"));
+        assert_eq!(late, Some(Outlook::Eta(Duration::ZERO)));
+        assert!(s
+            .progress_message(late.as_ref())
+            .ends_with(" · past the estimated time"));
         // A scheduled send counts from its schedule.
         let mut later = s.clone();
         later.scheduled_at = Some("2026-01-01T12:00:00Z".into());
