@@ -11,7 +11,11 @@ venv="$target/schemathesis-venv"
 if ! cmp -s .ci/schemathesis-requirements.txt "$venv/requirements.txt" 2>/dev/null; then
   echo "== installing Schemathesis in $venv"
   rm -rf "$venv"
-  python3 -m venv "$venv"
+  if ! python3 -m venv "$venv"; then
+    # Debian's python3 keeps venv in a package of its own.
+    apt-get update -qq && apt-get install -y -qq python3-venv
+    rm -rf "$venv" && python3 -m venv "$venv"
+  fi
   "$venv/bin/pip" install -q -r .ci/schemathesis-requirements.txt
   cp .ci/schemathesis-requirements.txt "$venv/requirements.txt"
 fi
