@@ -121,7 +121,9 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     println!("== SQLite");
     run_on(
         &args,
-        &["create", "limiter", "engine", "webhooks", "memory", "idle", "burst"],
+        &[
+            "create", "limiter", "engine", "webhooks", "memory", "idle", "burst",
+        ],
     )
     .await?;
     if postgres.is_some() {
@@ -164,9 +166,9 @@ async fn run_on(args: &Args, names: &[&str]) -> anyhow::Result<()> {
         // The daemon's default gate of concurrent creates; one at a time (what one create
         // costs); then a gate wide enough to let all sixteen in at once (what the daemon did
         // before it had one).
-        bench_burst(None).await?;
-        bench_burst(Some(1)).await?;
-        bench_burst(Some(BURST_CLIENTS)).await?;
+        bench_burst(args, None).await?;
+        bench_burst(args, Some(1)).await?;
+        bench_burst(args, Some(BURST_CLIENTS)).await?;
     }
     Ok(())
 }
@@ -983,17 +985,18 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Benchmark 6: a burst of creates: [`BURST_CLIENTS`] clients each post a send of
-/// [`BURST_RECIPIENTS`] at the same moment to a daemon in its own process; its peak RSS, and
-/// whether every send was created (a 503 is retried after its `Retry-After`, as the `send`
+/// Benchmark 7: a burst of creates: [`BURST_CLIENTS`] clients each post a send of
+/// [`BURST_RECIPIENTS`] (a tenth with `--quick`) at the same moment to a daemon in its own
+/// process; its peak RSS, and whether every send was created (a 503 is retried after its `Retry-After`, as the `send`
 /// command does). Sends are scheduled ahead: only creation is measured.
-async fn bench_burst(concurrent_creates: Option<usize>) -> anyhow::Result<()> {
+async fn bench_burst(args: &Args, concurrent_creates: Option<usize>) -> anyhow::Result<()> {
+    let per = args.size(BURST_RECIPIENTS);
     let daemon = Daemon::start(concurrent_creates)?;
     let later = chrono::Utc::now() + chrono::Duration::days(20);
     let extra = json!({"scheduled_at": later.format("%Y-%m-%dT%H:%M:%SZ").to_string()});
     let bodies: Vec<bytes::Bytes> = (0..BURST_CLIENTS as u64)
         .map(|i| {
-            let phones = phones(i * BURST_RECIPIENTS, BURST_RECIPIENTS);
+            let phones = phones(i * per, per);
             send_body(NUMBER_1000, &phones, extra.clone()).into()
         })
         .collect();
@@ -1043,7 +1046,7 @@ async fn bench_burst(concurrent_creates: Option<usize>) -> anyhow::Result<()> {
         .map(|(s, _)| s.map_or("no answer".into(), |s| s.to_string()))
         .collect();
     println!(
-        "burst   {BURST_CLIENTS} × {BURST_RECIPIENTS} recipients ({body_mib:.1} MiB each) at once, concurrent creates {}: peak RSS {:.0} MiB (idle {:.0} MiB), {created}/{BURST_CLIENTS} created in {elapsed:.1} s, {refused} 503s retried{}",
+        "burst   {BURST_CLIENTS} × {per} recipients ({body_mib:.1} MiB each) at once, concurrent creates {}: peak RSS {:.0} MiB (idle {:.0} MiB), {created}/{BURST_CLIENTS} created in {elapsed:.1} s, {refused} 503s retried{}",
         concurrent_creates.map_or("default".into(), |n| n.to_string()),
         peak as f64 / 1048576.0,
         rss_before as f64 / 1048576.0,
