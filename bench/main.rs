@@ -1010,7 +1010,7 @@ async fn bench_burst(args: &Args, concurrent_creates: Option<usize>) -> anyhow::
     let posts = bodies.into_iter().map(|body| {
         let (http, url, key) = (http.clone(), url.clone(), daemon.key.clone());
         async move {
-            let mut refusals = 0u32;
+            let (mut refusals, mut dropped) = (0u32, 0u32);
             loop {
                 let res = http
                     .post(&url)
@@ -1018,12 +1018,17 @@ async fn bench_burst(args: &Args, concurrent_creates: Option<usize>) -> anyhow::
                     .content_type("application/json")
                     .send_body(body.clone())
                     .await;
+                // A connection lost is tried again, as the `send` command does, and counted.
                 let Ok(res) = res else {
-                    return (None, refusals);
+                    dropped += 1;
+                    if dropped > 3 {
+                        return (None, refusals, dropped);
+                    }
+                    continue;
                 };
                 let status = res.status().as_u16();
                 if status != 503 {
-                    return (Some(status), refusals);
+                    return (Some(status), refusals, dropped);
                 }
                 refusals += 1;
                 let wait = res
@@ -1038,15 +1043,16 @@ async fn bench_burst(args: &Args, concurrent_creates: Option<usize>) -> anyhow::
     let outcomes = futures_util::future::join_all(posts).await;
     let elapsed = started.elapsed().as_secs_f64();
     let (_, peak) = daemon.memory();
-    let created = outcomes.iter().filter(|(s, _)| *s == Some(202)).count();
-    let refused: u32 = outcomes.iter().map(|(_, r)| r).sum();
+    let created = outcomes.iter().filter(|(s, _, _)| *s == Some(202)).count();
+    let refused: u32 = outcomes.iter().map(|(_, r, _)| r).sum();
+    let dropped: u32 = outcomes.iter().map(|(_, _, d)| d).sum();
     let failed: Vec<String> = outcomes
         .iter()
-        .filter(|(s, _)| *s != Some(202))
-        .map(|(s, _)| s.map_or("no answer".into(), |s| s.to_string()))
+        .filter(|(s, _, _)| *s != Some(202))
+        .map(|(s, _, _)| s.map_or("no answer".into(), |s| s.to_string()))
         .collect();
     println!(
-        "burst   {BURST_CLIENTS} × {per} recipients ({body_mib:.1} MiB each) at once, concurrent creates {}: peak RSS {:.0} MiB (idle {:.0} MiB), {created}/{BURST_CLIENTS} created in {elapsed:.1} s, {refused} 503s retried{}",
+        "burst   {BURST_CLIENTS} × {per} recipients ({body_mib:.1} MiB each) at once, concurrent creates {}: peak RSS {:.0} MiB (idle {:.0} MiB), {created}/{BURST_CLIENTS} created in {elapsed:.1} s, {refused} 503s and {dropped} lost connections retried{}",
         concurrent_creates.map_or("default".into(), |n| n.to_string()),
         peak as f64 / 1048576.0,
         rss_before as f64 / 1048576.0,

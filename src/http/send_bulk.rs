@@ -226,7 +226,12 @@ pub async fn create(
     // theirs in the socket, not in memory.
     let _slot = match state.create_gate.enter().await {
         Ok(slot) => slot,
-        Err(busy) => return Ok(busy.response()),
+        Err(busy) => {
+            // Read to the end and dropped, chunk by chunk: a client still sending its body
+            // then reads the 503 on a clean connection instead of a reset.
+            discard_body(payload, state.config.body_limit_bytes).await;
+            return Ok(busy.response());
+        }
     };
     let body = read_body(payload, &req, state.config.body_limit_bytes).await?;
     let tenant_id = principal.tenant_id;
@@ -279,6 +284,18 @@ pub async fn create(
         }
     }
     result
+}
+
+/// Reads and drops the body, at most `limit` bytes of it.
+async fn discard_body(mut payload: web::Payload, limit: usize) {
+    use futures_util::StreamExt;
+    let mut read = 0;
+    while let Some(Ok(chunk)) = payload.next().await {
+        read += chunk.len();
+        if read > limit {
+            break;
+        }
+    }
 }
 
 /// The whole body, refused with 413 past `limit` (by its `Content-Length` before reading).
