@@ -3,7 +3,8 @@
 //!
 //! Read as a `serde_json::Value` tree first, a recipient of 65 bytes of JSON cost about
 //! 1.4 KB (two B-tree nodes of 11 slots, a boxed value per field), so a 100 000-recipient
-//! request held ~150 MB before any check ran. Read here it costs about three times its text.
+//! request held ~150 MB before any check ran. Read here it costs about three times its text
+//! (a whole create in flight, about eight times its body: bench/README.md, `burst`).
 //! Reading stays lenient: a field of the wrong type is recorded with the type it had, not an
 //! error that stops the parse, so that every problem of every recipient can be reported.
 
