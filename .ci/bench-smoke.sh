@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 admin=${1:-postgres://postgres@${PGHOST:-127.0.0.1}:5432/postgres}
-cargo build --release --bin mindo-bench
+cargo build --release --bin mindo-bench --bin mindo-bulk # burst runs the daemon binary
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 target/release/mindo-bench --quick --postgres "$admin" 2>&1 | tee "$log"

@@ -121,7 +121,9 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     println!("== SQLite");
     run_on(
         &args,
-        &["create", "limiter", "engine", "webhooks", "memory", "idle"],
+        &[
+            "create", "limiter", "engine", "webhooks", "memory", "idle", "burst",
+        ],
     )
     .await?;
     if postgres.is_some() {
@@ -159,6 +161,14 @@ async fn run_on(args: &Args, names: &[&str]) -> anyhow::Result<()> {
     }
     if wants("idle") {
         bench_idle(args).await?;
+    }
+    if wants("burst") {
+        // The daemon's default gate of concurrent creates; one at a time (what one create
+        // costs); then a gate wide enough to let all sixteen in at once (what the daemon did
+        // before it had one).
+        bench_burst(args, None).await?;
+        bench_burst(args, Some(1)).await?;
+        bench_burst(args, Some(BURST_CLIENTS)).await?;
     }
     Ok(())
 }
@@ -879,5 +889,174 @@ async fn bench_memory(args: &Args) -> anyhow::Result<()> {
         after.saturating_sub(before) as f64 / (SENDS * per) as f64
     );
     env.finish().await;
+    Ok(())
+}
+
+/// Concurrent clients of the burst benchmark, and recipients in each one's send.
+const BURST_CLIENTS: usize = 16;
+const BURST_RECIPIENTS: u64 = 100_000;
+
+/// A `mindo-bulk serve --sandbox` child process (the binary next to this one), so that its
+/// memory is measured apart from the clients'.
+struct Daemon {
+    child: std::process::Child,
+    base: String,
+    key: String,
+    _dir: ScratchDir,
+}
+
+impl Daemon {
+    fn start(concurrent_creates: Option<usize>) -> anyhow::Result<Daemon> {
+        use std::io::BufRead;
+        let dir = ScratchDir(scratch_dir()?);
+        let binary = std::env::current_exe()?
+            .parent()
+            .context("the benchmark's directory")?
+            .join("mindo-bulk");
+        let mut command = std::process::Command::new(&binary);
+        command
+            .args(["serve", "--sandbox"])
+            .env("MINDO_BIND", "127.0.0.1:0")
+            .env(
+                "MINDO_DATABASE_URL",
+                format!("sqlite://{}", dir.0.join("burst.db").display()),
+            )
+            .env("MINDO_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if let Some(n) = concurrent_creates {
+            command.env("MINDO_MAX_CONCURRENT_CREATES", n.to_string());
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("the daemon's stdout")?;
+        let (mut base, mut key) = (None, None);
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let line = line?;
+            if let Some(k) = line.split("API key: ").nth(1) {
+                key = Some(k.trim().to_owned());
+            }
+            if let Some(url) = line.split_whitespace().find(|w| w.contains("/send-bulk/")) {
+                base = url.split("/api/").next().map(str::to_owned);
+                break;
+            }
+        }
+        // Whatever it prints later is read and dropped: a closed pipe would fail its writes.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Daemon {
+            child,
+            base: base.context("the daemon printed no URL")?,
+            key: key.context("the daemon printed no API key")?,
+            _dir: dir,
+        })
+    }
+
+    /// `VmRSS` and `VmHWM` (the peak) of the daemon, in bytes.
+    fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .map_or(0, |kib| kib * 1024)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch directory removed on drop.
+struct ScratchDir(std::path::PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Benchmark 7: a burst of creates: [`BURST_CLIENTS`] clients each post a send of
+/// [`BURST_RECIPIENTS`] (a tenth with `--quick`) at the same moment to a daemon in its own
+/// process; its peak RSS, and whether every send was created (a 503 is retried after its `Retry-After`, as the `send`
+/// command does). Sends are scheduled ahead: only creation is measured.
+async fn bench_burst(args: &Args, concurrent_creates: Option<usize>) -> anyhow::Result<()> {
+    let per = args.size(BURST_RECIPIENTS);
+    let daemon = Daemon::start(concurrent_creates)?;
+    let later = chrono::Utc::now() + chrono::Duration::days(20);
+    let extra = json!({"scheduled_at": later.format("%Y-%m-%dT%H:%M:%SZ").to_string()});
+    let bodies: Vec<bytes::Bytes> = (0..BURST_CLIENTS as u64)
+        .map(|i| {
+            let phones = phones(i * per, per);
+            send_body(NUMBER_1000, &phones, extra.clone()).into()
+        })
+        .collect();
+    let body_mib = bodies[0].len() as f64 / 1048576.0;
+    let (rss_before, _) = daemon.memory();
+    let http = awc::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .finish();
+    let url = format!("{}/api/v1/meta-templates/send-bulk/", daemon.base);
+    let started = Instant::now();
+    let posts = bodies.into_iter().map(|body| {
+        let (http, url, key) = (http.clone(), url.clone(), daemon.key.clone());
+        async move {
+            let (mut refusals, mut dropped) = (0u32, 0u32);
+            loop {
+                let res = http
+                    .post(&url)
+                    .insert_header(("X-API-Key", key.as_str()))
+                    .content_type("application/json")
+                    .send_body(body.clone())
+                    .await;
+                // A connection lost is tried again, as the `send` command does, and counted.
+                let Ok(res) = res else {
+                    dropped += 1;
+                    if dropped > 3 {
+                        return (None, refusals, dropped);
+                    }
+                    continue;
+                };
+                let status = res.status().as_u16();
+                if status != 503 {
+                    return (Some(status), refusals, dropped);
+                }
+                refusals += 1;
+                let wait = res
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .unwrap_or(1);
+                actix_web::rt::time::sleep(Duration::from_secs(wait)).await;
+            }
+        }
+    });
+    let outcomes = futures_util::future::join_all(posts).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let (_, peak) = daemon.memory();
+    let created = outcomes.iter().filter(|(s, _, _)| *s == Some(202)).count();
+    let refused: u32 = outcomes.iter().map(|(_, r, _)| r).sum();
+    let dropped: u32 = outcomes.iter().map(|(_, _, d)| d).sum();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|(s, _, _)| *s != Some(202))
+        .map(|(s, _, _)| s.map_or("no answer".into(), |s| s.to_string()))
+        .collect();
+    println!(
+        "burst   {BURST_CLIENTS} × {per} recipients ({body_mib:.1} MiB each) at once, concurrent creates {}: peak RSS {:.0} MiB (idle {:.0} MiB), {created}/{BURST_CLIENTS} created in {elapsed:.1} s, {refused} 503s and {dropped} lost connections retried{}",
+        concurrent_creates.map_or("default".into(), |n| n.to_string()),
+        peak as f64 / 1048576.0,
+        rss_before as f64 / 1048576.0,
+        if failed.is_empty() { String::new() } else { format!(", failed: {}", failed.join(", ")) },
+    );
     Ok(())
 }

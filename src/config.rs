@@ -60,6 +60,10 @@ pub struct Config {
     pub max_recipients: u32,
     /// `MINDO_BODY_LIMIT_BYTES`, default 64 MiB: the largest request body accepted.
     pub body_limit_bytes: usize,
+    /// `MINDO_MAX_CONCURRENT_CREATES`, default the number of CPUs (at least 2, at most 4):
+    /// send-bulk requests that read, validate and store their body at once; more wait in a
+    /// short queue, then get 503 with `Retry-After` (`http::create_gate`).
+    pub max_concurrent_creates: usize,
     /// `MINDO_RECONCILE_GRACE_SECS`, default 120: how long an unknown-outcome message waits
     /// for a webhook naming it before [`Config::reconcile_policy`] applies.
     pub reconcile_grace_secs: u64,
@@ -103,6 +107,7 @@ impl Default for Config {
             verify_token: None,
             max_recipients: 100_000,
             body_limit_bytes: 64 * 1024 * 1024,
+            max_concurrent_creates: default_concurrent_creates(),
             reconcile_grace_secs: 120,
             reconcile_policy: ReconcilePolicy::Resend,
             shutdown_timeout_secs: 30,
@@ -133,6 +138,7 @@ struct FileConfig {
     verify_token: Option<SecretString>,
     max_recipients: Option<u32>,
     body_limit_bytes: Option<usize>,
+    max_concurrent_creates: Option<usize>,
     reconcile_grace_secs: Option<u64>,
     reconcile_policy: Option<ReconcilePolicy>,
     shutdown_timeout_secs: Option<u64>,
@@ -236,6 +242,7 @@ impl Config {
             throughput_margin_ms,
             max_recipients,
             body_limit_bytes,
+            max_concurrent_creates,
             reconcile_grace_secs,
             reconcile_policy,
             shutdown_timeout_secs,
@@ -310,6 +317,11 @@ impl Config {
         self.db_pool_size = number(&env, "MINDO_DB_POOL_SIZE", self.db_pool_size)?;
         self.max_recipients = number(&env, "MINDO_MAX_RECIPIENTS", self.max_recipients)?;
         self.body_limit_bytes = number(&env, "MINDO_BODY_LIMIT_BYTES", self.body_limit_bytes)?;
+        self.max_concurrent_creates = number(
+            &env,
+            "MINDO_MAX_CONCURRENT_CREATES",
+            self.max_concurrent_creates,
+        )?;
         self.graph_timeout_secs =
             number(&env, "MINDO_GRAPH_TIMEOUT_SECS", self.graph_timeout_secs)?;
         self.sync_interval_secs =
@@ -358,6 +370,10 @@ impl Config {
             ("MINDO_DB_POOL_SIZE", self.db_pool_size as u64),
             ("MINDO_MAX_RECIPIENTS", self.max_recipients as u64),
             ("MINDO_BODY_LIMIT_BYTES", self.body_limit_bytes as u64),
+            (
+                "MINDO_MAX_CONCURRENT_CREATES",
+                self.max_concurrent_creates as u64,
+            ),
             ("MINDO_GRAPH_TIMEOUT_SECS", self.graph_timeout_secs),
         ];
         for (var, value) in positive {
@@ -390,6 +406,17 @@ fn number<T: std::str::FromStr + Copy>(
             message: format!("expected a non-negative whole number, got `{v}`"),
         }),
     }
+}
+
+/// One create per core, at least 2 (a small send need not wait behind a large one) and at
+/// most 4: validating recipients is CPU work that a create already spreads over every core
+/// (phone parsing), so more at once only adds memory, about 60 MB each at 100 000 recipients
+/// (bench/README.md, `burst`).
+fn default_concurrent_creates() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 4)
 }
 
 #[cfg(test)]
@@ -490,6 +517,26 @@ mod tests {
         .unwrap();
         let printed = format!("{c:?}");
         assert!(!printed.contains("s3cr3t"), "{printed}");
+    }
+
+    #[test]
+    fn concurrent_creates_default_to_the_cores_and_can_be_set() {
+        let c = Config::from_sources(None, env_of(&[])).unwrap();
+        assert!(
+            (2..=4).contains(&c.max_concurrent_creates),
+            "{}",
+            c.max_concurrent_creates
+        );
+        let c = Config::from_sources(
+            Some(("m.toml", "max_concurrent_creates = 3")),
+            env_of(&[("MINDO_MAX_CONCURRENT_CREATES", "7")]),
+        )
+        .unwrap();
+        assert_eq!(c.max_concurrent_creates, 7);
+        let err = Config::from_sources(None, env_of(&[("MINDO_MAX_CONCURRENT_CREATES", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("MINDO_MAX_CONCURRENT_CREATES:"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //!   delivery (signed events to a send's `callback_url`, retried, from a persisted outbox).
 //! - [`meta`] — Meta's Cloud API: Graph client, error classification, webhook payloads.
 //! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body, the
-//!   operator endpoints (`/metrics`, `/openapi.json`) and the OpenAPI document.
+//!   operator endpoints (`/metrics`, `/openapi.json`) and the OpenAPI document; send-bulk's
+//!   gate of concurrent creates and its reader of recipients into compact records.
 //! - [`sync`] — WABA sync: numbers, templates and portfolio read from the Graph API.
 //! - [`storage`] — diesel over SQLite or PostgreSQL, migrations, one file per aggregate.
 //! - [`simulator`] — the Meta simulator (Graph API endpoints, limits, signed status webhooks,

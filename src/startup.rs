@@ -37,6 +37,8 @@ pub struct AppState {
     pub tenant_limits: Arc<TenantLimits>,
     /// Set when a clean stop begins: new sends are refused (503) from then on.
     pub draining: Arc<AtomicBool>,
+    /// Bounds the send-bulk requests that hold their body in memory at once.
+    pub create_gate: http::create_gate::CreateGate,
 }
 
 /// A bound, not yet running, daemon.
@@ -83,6 +85,7 @@ impl Application {
             clock.clone(),
             secret_key.clone(),
         );
+        let create_gate = http::create_gate::CreateGate::new(config.max_concurrent_creates);
         let state = AppState {
             db,
             tenant_limits: Arc::new(TenantLimits::new(config.tenant_rps, clock.clone())),
@@ -91,6 +94,7 @@ impl Application {
             engine,
             secret_key,
             draining: Arc::new(AtomicBool::new(false)),
+            create_gate,
         };
         if state.config.sync_interval_secs > 0 {
             crate::sync::spawn_periodic(

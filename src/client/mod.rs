@@ -34,13 +34,13 @@ pub mod recipients;
 pub mod request;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use serde_json::Value;
 
 use self::api::{ApiClient, ClientError};
-use self::progress::{ProgressView, SendStatus, Throughput};
+use self::progress::{ProgressView, SendStatus};
 use self::recipients::RecipientsCsv;
 use self::request::SendBulkBody;
 
@@ -137,7 +137,7 @@ pub fn send(json: bool, target: &Target, options: &SendOptions) -> anyhow::Resul
                 describe_created(&id, &created)
             );
         }
-        follow(json, &client, &id).await
+        follow(json, &client, &id, fitting_quota(&created)).await
     })
 }
 
@@ -149,7 +149,7 @@ pub fn status(json: bool, target: &Target, id: &str, watch: bool) -> anyhow::Res
     actix_web::rt::System::new().block_on(async move {
         let client = target.client()?;
         if watch {
-            return follow(json, &client, &id).await;
+            return follow(json, &client, &id, None).await;
         }
         let (raw, status) = client.status(&id).await?;
         if json {
@@ -162,10 +162,15 @@ pub fn status(json: bool, target: &Target, id: &str, watch: bool) -> anyhow::Res
 }
 
 /// Watches until the send finishes (or Ctrl-C), then prints the outcome.
-async fn follow(json: bool, client: &ApiClient, id: &str) -> anyhow::Result<()> {
+async fn follow(
+    json: bool,
+    client: &ApiClient,
+    id: &str,
+    fitting: Option<u64>,
+) -> anyhow::Result<()> {
     let mut view = ProgressView::new(json);
     let outcome = tokio::select! {
-        outcome = watch(client, id, &mut view) => outcome,
+        outcome = watch(client, id, &mut view, fitting) => outcome,
         _ = tokio::signal::ctrl_c() => {
             view.finish();
             return Err(Unsuccessful {
@@ -195,22 +200,34 @@ async fn follow(json: bool, client: &ApiClient, id: &str) -> anyhow::Result<()> 
 }
 
 /// Polls the status every [`POLL_INTERVAL`] until the send is finished.
+/// `fitting`: when the create answer said the send does not fit the 24 h quota, how many of
+/// its recipients did (see [`SendStatus::outlook`]).
 async fn watch(
     client: &ApiClient,
     id: &str,
     view: &mut ProgressView,
+    fitting: Option<u64>,
 ) -> Result<(Value, SendStatus), ClientError> {
-    let start = Instant::now();
-    let mut throughput = Throughput::default();
     loop {
         let (raw, status) = client.status(id).await?;
-        throughput.record(start.elapsed(), status.done());
-        view.update(&status, throughput.eta(status.pending_count));
+        view.update(
+            &status,
+            status.outlook(fitting, chrono::Utc::now()).as_ref(),
+        );
         if status.is_finished() {
             return Ok((raw, status));
         }
         actix_web::rt::time::sleep(POLL_INTERVAL).await;
     }
+}
+
+/// How many recipients fitted the 24 h quota when the send was created, if not all did.
+fn fitting_quota(created: &Value) -> Option<u64> {
+    let quota = &created["quota_info"];
+    if quota["can_send"].as_bool() != Some(false) {
+        return None;
+    }
+    quota["quota_available"].as_u64()
 }
 
 /// A refused submission: the server's detail, its per-recipient errors on their CSV lines.

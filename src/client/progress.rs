@@ -1,18 +1,21 @@
 //! A bulk send's status object as the client reads it, and how its progress is shown: when a
-//! send is finished, the exit status and one-line summary of an outcome, the ETA from observed
-//! throughput, and the live view (an `indicatif` bar on a terminal, plain lines otherwise).
+//! send is finished, the exit status and one-line summary of an outcome, the ETA, and the live
+//! view (an `indicatif` bar on a terminal, plain lines otherwise).
+//!
+//! The ETA is the server's: `estimated_time_minutes` counted from the moment the send could
+//! start (its creation, or its schedule). The server knows the number's throughput and the
+//! quota windows the send must wait for; the bar does not, and a rate extrapolated from it
+//! would say "4 s" for a send that cannot move for hours.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
 /// The exit status of a send that finished `PARTIAL`, `FAILED` or `CANCELLED`.
 pub const EXIT_UNSUCCESSFUL: i32 = 2;
-
-/// How much recent history the ETA is computed from.
-const ETA_WINDOW: Duration = Duration::from_secs(30);
 
 /// Without a terminal, a plain progress line at most this often.
 const PLAIN_LINE_INTERVAL: Duration = Duration::from_secs(10);
@@ -33,6 +36,8 @@ pub struct SendStatus {
     pub pending_count: u64,
     pub cancelled_count: u64,
     pub progress_percentage: f64,
+    /// The server's estimate at creation, from the moment the send could start.
+    pub estimated_time_minutes: Option<f64>,
     pub paused: bool,
     pub pause_reason: Option<String>,
     pub scheduled_at: Option<String>,
@@ -164,62 +169,81 @@ impl SendStatus {
         lines.join("\n")
     }
 
-    /// The text next to the bar: state, counts and ETA.
-    pub fn progress_message(&self, eta: Option<Duration>) -> String {
+    /// The text next to the bar: state, counts and the outlook.
+    pub fn progress_message(&self, outlook: Option<&Outlook>) -> String {
         let mut out = format!("{} · {}", self.state(), self.counts());
         if !self.is_finished() && !self.paused {
-            if let Some(eta) = eta {
-                out.push_str(&format!(" · ETA {}", format_duration(eta)));
+            match outlook {
+                Some(Outlook::Eta(eta)) if eta.is_zero() => {
+                    out.push_str(" · past the estimated time")
+                }
+                Some(Outlook::Eta(eta)) => {
+                    out.push_str(&format!(" · ETA {}", format_duration(*eta)))
+                }
+                Some(Outlook::QuotaUntil(at)) => out.push_str(&format!(
+                    " · waiting for the 24 h quota until {} UTC",
+                    at.format("%H:%M")
+                )),
+                None => {}
             }
         }
         out
     }
 
     /// A plain progress line (no terminal): `1200/5000 (24.0%) PROCESSING · sent … · ETA 3m 10s`.
-    pub fn progress_line(&self, eta: Option<Duration>) -> String {
+    pub fn progress_line(&self, outlook: Option<&Outlook>) -> String {
         format!(
             "{}/{} ({:.1}%) {}",
             self.done(),
             self.total_recipients,
             self.progress_percentage,
-            self.progress_message(eta)
+            self.progress_message(outlook)
         )
     }
-}
 
-/// Observed progress over time, for the ETA.
-#[derive(Debug, Default)]
-pub struct Throughput {
-    /// (time since watching began, messages done), oldest first, covering about [`ETA_WINDOW`].
-    samples: VecDeque<(Duration, u64)>,
-}
-
-impl Throughput {
-    pub fn record(&mut self, at: Duration, done: u64) {
-        self.samples.push_back((at, done));
-        while self.samples.len() > 2
-            && self
-                .samples
-                .get(1)
-                .is_some_and(|(t, _)| at.saturating_sub(*t) >= ETA_WINDOW)
-        {
-            self.samples.pop_front();
-        }
+    /// When the server expects the send to be over: its estimate counted from the moment the
+    /// send could start (created, or scheduled later); `None` without an estimate.
+    pub fn expected_finish(&self) -> Option<DateTime<Utc>> {
+        let parse = |at: &Option<String>| {
+            at.as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let start = match (parse(&self.created_at), parse(&self.scheduled_at)) {
+            (Some(created), Some(scheduled)) => created.max(scheduled),
+            (created, scheduled) => created.or(scheduled)?,
+        };
+        let minutes = self
+            .estimated_time_minutes
+            .filter(|m| m.is_finite() && *m >= 0.0)?;
+        let millis = (minutes * 60_000.0).min(1e15) as i64;
+        Some(start + chrono::Duration::milliseconds(millis))
     }
 
-    /// Time left for `pending` messages at the rate seen over the window; `None` before any
-    /// progress was seen.
-    pub fn eta(&self, pending: u64) -> Option<Duration> {
-        let (t0, d0) = *self.samples.front()?;
-        let (t1, d1) = *self.samples.back()?;
-        let elapsed = t1.checked_sub(t0)?.as_secs_f64();
-        let progressed = d1.checked_sub(d0)?;
-        if progressed == 0 || elapsed <= 0.0 {
+    /// What to tell about the time left at `now`. `fitting` is, when the create answer said
+    /// the send does not fit the 24 h quota, how many of its recipients did: once those are
+    /// done and others are pending, the rest waits for the window, until the server's
+    /// expected finish.
+    pub fn outlook(&self, fitting: Option<u64>, now: DateTime<Utc>) -> Option<Outlook> {
+        if self.is_finished() || self.paused {
             return None;
         }
-        let secs = pending as f64 * elapsed / progressed as f64;
-        Some(Duration::from_secs_f64(secs.min(1e9)))
+        let finish = self.expected_finish()?;
+        if fitting.is_some_and(|n| self.done() >= n) && self.pending_count > 0 && finish > now {
+            return Some(Outlook::QuotaUntil(finish));
+        }
+        let left = (finish - now).to_std().unwrap_or(Duration::ZERO);
+        Some(Outlook::Eta(left))
     }
+}
+
+/// What a running send is waiting for, next to its bar.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outlook {
+    /// Time left by the server's estimate (0 once that moment has passed).
+    Eta(Duration),
+    /// The recipients that fitted the 24 h quota are done; the rest waits until then.
+    QuotaUntil(DateTime<Utc>),
 }
 
 /// `42s`, `3m 05s`, `2h 07m`.
@@ -273,12 +297,12 @@ impl ProgressView {
     }
 
     /// Shows the latest status.
-    pub fn update(&mut self, status: &SendStatus, eta: Option<Duration>) {
+    pub fn update(&mut self, status: &SendStatus, outlook: Option<&Outlook>) {
         match self {
             ProgressView::Bar { bar, ticking } => {
                 bar.set_length(status.total_recipients);
                 bar.set_position(status.done());
-                bar.set_message(status.progress_message(eta));
+                bar.set_message(status.progress_message(outlook));
                 if !*ticking {
                     // Only now: before the first status the bar has no length to show.
                     bar.enable_steady_tick(Duration::from_millis(120));
@@ -289,7 +313,7 @@ impl ProgressView {
                 let state = status.state();
                 let due = last.is_none_or(|t| t.elapsed() >= PLAIN_LINE_INTERVAL);
                 if due || state != *last_state || status.is_finished() {
-                    eprintln!("{}", status.progress_line(eta));
+                    eprintln!("{}", status.progress_line(outlook));
                     *last = Some(Instant::now());
                     *last_state = state;
                 }
@@ -394,7 +418,7 @@ mod tests {
         s.status = "PROCESSING".into();
         s.pending_count = 1;
         assert_eq!(
-            s.progress_message(Some(Duration::from_secs(75))),
+            s.progress_message(Some(&Outlook::Eta(Duration::from_secs(75)))),
             "PROCESSING · sent 3 · delivered 2 · read 1 · failed 0 · ETA 1m 15s"
         );
         assert_eq!(
@@ -404,7 +428,7 @@ mod tests {
         s.paused = true;
         s.pause_reason = Some("quality_red".into());
         assert_eq!(
-            s.progress_message(Some(Duration::from_secs(5))),
+            s.progress_message(Some(&Outlook::Eta(Duration::from_secs(5)))),
             "PAUSED (quality_red) · sent 3 · delivered 2 · read 1 · failed 0"
         );
         s.paused = false;
@@ -428,28 +452,70 @@ mod tests {
         );
     }
 
+    fn running(created_at: &str, minutes: f64, total: u64, pending: u64) -> SendStatus {
+        let mut s = documented();
+        s.status = "PROCESSING".into();
+        s.created_at = Some(created_at.into());
+        s.estimated_time_minutes = Some(minutes);
+        s.total_recipients = total;
+        s.pending_count = pending;
+        s
+    }
+
+    fn at(t: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc)
+    }
+
     #[test]
-    fn the_eta_follows_the_recent_rate() {
-        let mut t = Throughput::default();
-        assert_eq!(t.eta(100), None);
-        t.record(Duration::from_secs(0), 0);
-        assert_eq!(t.eta(100), None);
-        t.record(Duration::from_secs(1), 0);
-        assert_eq!(t.eta(100), None, "no progress yet");
-        t.record(Duration::from_secs(2), 10);
-        // 10 messages in 2 s: 100 more take 20 s.
-        assert_eq!(t.eta(100), Some(Duration::from_secs(20)));
-        // Old samples leave the window: the rate becomes the recent one.
-        for s in 3..=60 {
-            t.record(Duration::from_secs(s), 10 + (s - 2) * 100);
-        }
-        assert_eq!(t.eta(1000), Some(Duration::from_secs(10)));
-        // A stall (paused) over the whole window: no estimate.
-        let done = 10 + 58 * 100;
-        for s in 61..=100 {
-            t.record(Duration::from_secs(s), done);
-        }
-        assert_eq!(t.eta(1000), None);
+    fn the_eta_is_the_servers_estimate_whatever_the_bar_does() {
+        // 1.5 min from creation; 30 s later 60 s are left, however fast the first ones went.
+        let s = running("2026-01-01T10:00:00Z", 1.5, 400, 100);
+        assert_eq!(
+            s.outlook(None, at("2026-01-01T10:00:30Z")),
+            Some(Outlook::Eta(Duration::from_secs(60)))
+        );
+        // Past the estimate: nothing left by it, never a negative time, and said so.
+        let late = s.outlook(None, at("2026-01-01T10:05:00Z"));
+        assert_eq!(late, Some(Outlook::Eta(Duration::ZERO)));
+        assert!(s
+            .progress_message(late.as_ref())
+            .ends_with(" · past the estimated time"));
+        // A scheduled send counts from its schedule.
+        let mut later = s.clone();
+        later.scheduled_at = Some("2026-01-01T12:00:00Z".into());
+        assert_eq!(
+            later.outlook(None, at("2026-01-01T11:00:00Z")),
+            Some(Outlook::Eta(Duration::from_secs(3_690)))
+        );
+        // No estimate, paused or finished: nothing is claimed.
+        let mut none = s.clone();
+        none.estimated_time_minutes = None;
+        assert_eq!(none.outlook(None, at("2026-01-01T10:00:30Z")), None);
+        let mut paused = s.clone();
+        paused.paused = true;
+        assert_eq!(paused.outlook(None, at("2026-01-01T10:00:30Z")), None);
+    }
+
+    #[test]
+    fn a_send_beyond_the_quota_says_it_waits_for_the_window() {
+        // TIER_250, 400 recipients: 250 fit, 150 wait a day (the server says 1 440 min).
+        let mut s = running("2026-01-01T10:00:00Z", 1_440.0, 400, 300);
+        let now = at("2026-01-01T10:00:02Z");
+        assert_eq!(
+            s.outlook(Some(250), now),
+            Some(Outlook::Eta(Duration::from_secs(86_398))),
+            "those that fit are still going out"
+        );
+        s.pending_count = 150;
+        let outlook = s.outlook(Some(250), now);
+        assert_eq!(
+            outlook,
+            Some(Outlook::QuotaUntil(at("2026-01-02T10:00:00Z")))
+        );
+        assert_eq!(
+            s.progress_message(outlook.as_ref()),
+            "PROCESSING · sent 3 · delivered 2 · read 1 · failed 0 · waiting for the 24 h quota until 10:00 UTC"
+        );
     }
 
     #[test]

@@ -22,8 +22,10 @@ use crate::startup::AppState;
 use crate::storage::sends::{self, ListFilter, MessageRow, SendDetail};
 use crate::storage::status_object::{status_body, StatusBody};
 
-/// Largest page.
+/// Largest page size.
 const MAX_PAGE_SIZE: i64 = 1_000;
+/// Largest page number.
+const MAX_PAGE: i64 = 10_000_000;
 /// Rows read per database round trip while exporting.
 const EXPORT_CHUNK: i64 = 5_000;
 
@@ -86,7 +88,7 @@ impl Paging {
             Some(p) => p
                 .parse::<i64>()
                 .ok()
-                .filter(|p| *p >= 1 && *p <= 10_000_000)
+                .filter(|p| (1..=MAX_PAGE).contains(p))
                 .ok_or_else(|| ApiError::validation("page must be a whole number from 1"))?,
         };
         let size = match size {
@@ -172,23 +174,57 @@ fn page_url(req: &HttpRequest, path: &str, page: i64) -> String {
     url.to_string()
 }
 
-/// `GET …/bulk-sends/` query.
+/// A send's status as the list filter takes it (documentation only).
+#[derive(ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+#[allow(dead_code)]
+enum SendStatusFilter {
+    Queued,
+    Processing,
+    Completed,
+    Partial,
+    Failed,
+    Cancelled,
+}
+
+/// A message's status as the messages filter takes it (documentation only).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum MessageStatusFilter {
+    Pending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+    Cancelled,
+}
+
+/// `GET …/bulk-sends/` query. Read as text and checked by hand (so that a bad value gets a
+/// message naming it); the schema states the same rules.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// QUEUED, PROCESSING, COMPLETED, PARTIAL, FAILED or CANCELLED (exact).
+    /// The send's status (exact).
+    #[param(value_type = Option<SendStatusFilter>, inline)]
     status: Option<String>,
     /// An internal template id.
+    #[param(value_type = Option<i64>)]
     template: Option<String>,
     /// A template name.
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     template_name: Option<String>,
     /// `YYYY-MM-DD` (UTC), inclusive.
+    #[param(format = Date)]
     created_after: Option<String>,
     /// `YYYY-MM-DD` (UTC), inclusive.
+    #[param(format = Date)]
     created_before: Option<String>,
-    /// From 1 (default 1).
+    /// The page, from 1 (default 1).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 10_000_000)]
     page: Option<String>,
-    /// 1 … 1000 (default 20).
+    /// Rows per page (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1_000)]
     page_size: Option<String>,
 }
 
@@ -338,11 +374,14 @@ fn message_body(m: MessageRow) -> MessageBody {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
-    /// pending, sent, delivered, read, failed or cancelled (exact).
+    /// The message's status (exact).
+    #[param(value_type = Option<MessageStatusFilter>, inline)]
     status: Option<String>,
-    /// From 1 (default 1).
+    /// The page, from 1 (default 1).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 10_000_000)]
     page: Option<String>,
-    /// 1 … 1000 (default 20).
+    /// Rows per page (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1_000)]
     page_size: Option<String>,
 }
 

@@ -7,15 +7,17 @@
 pub mod auth;
 pub mod bulk_sends;
 pub mod business_accounts;
+pub mod create_gate;
 pub mod error;
 pub mod health;
 pub mod limits;
 pub mod openapi;
 pub mod operations;
+pub mod recipients;
 pub mod send_bulk;
 pub mod webhooks;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 
 use error::ApiError;
@@ -32,67 +34,126 @@ pub fn configure(body_limit: usize) -> impl FnOnce(&mut web::ServiceConfig) {
         .app_data(web::PayloadConfig::default().limit(body_limit))
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PathConfig::default().error_handler(error::path_error))
-        .service(resource("/healthz").route(web::get().to(health::healthz)))
-        .service(resource("/readyz").route(web::get().to(health::readyz)))
-        .service(resource("/metrics").route(web::get().to(operations::metrics)))
-        .service(resource("/openapi.json").route(web::get().to(operations::openapi)))
+        .service(endpoint("/healthz").get(health::healthz).build())
+        .service(endpoint("/readyz").get(health::readyz).build())
+        .service(endpoint("/metrics").get(operations::metrics).build())
+        .service(endpoint("/openapi.json").get(operations::openapi).build())
         .service(
-            resource("/api/v1/business-accounts").route(web::get().to(business_accounts::list)),
+            endpoint("/api/v1/business-accounts")
+                .get(business_accounts::list)
+                .build(),
         )
         .service(
-            resource("/api/v1/meta-templates/send-bulk").route(web::post().to(send_bulk::create)),
+            endpoint("/api/v1/meta-templates/send-bulk")
+                .post(send_bulk::create)
+                .build(),
         )
         .service(
-            resource("/api/v1/meta-templates/bulk-sends").route(web::get().to(bulk_sends::list)),
+            endpoint("/api/v1/meta-templates/bulk-sends")
+                .get(bulk_sends::list)
+                .build(),
         )
         .service(
-            resource("/api/v1/meta-templates/bulk-sends/{id}")
-                .route(web::get().to(bulk_sends::status)),
+            endpoint("/api/v1/meta-templates/bulk-sends/{id}")
+                .get(bulk_sends::status)
+                .build(),
         )
         .service(
-            resource("/api/v1/meta-templates/bulk-sends/{id}/messages")
-                .route(web::get().to(bulk_sends::messages)),
+            endpoint("/api/v1/meta-templates/bulk-sends/{id}/messages")
+                .get(bulk_sends::messages)
+                .build(),
         )
         .service(
-            resource("/api/v1/meta-templates/bulk-sends/{id}/messages/export")
-                .route(web::get().to(bulk_sends::export)),
+            endpoint("/api/v1/meta-templates/bulk-sends/{id}/messages/export")
+                .get(bulk_sends::export)
+                .build(),
         )
         .service(
-            resource("/api/v1/meta-templates/bulk-sends/{id}/cancel")
-                .route(web::post().to(bulk_sends::cancel)),
+            endpoint("/api/v1/meta-templates/bulk-sends/{id}/cancel")
+                .post(bulk_sends::cancel)
+                .build(),
         )
         .service(
-            resource("/api/v1/meta-templates/bulk-sends/{id}/pause")
-                .route(web::post().to(bulk_sends::pause)),
+            endpoint("/api/v1/meta-templates/bulk-sends/{id}/pause")
+                .post(bulk_sends::pause)
+                .build(),
         )
         .service(
-            resource("/api/v1/meta-templates/bulk-sends/{id}/resume")
-                .route(web::post().to(bulk_sends::resume)),
+            endpoint("/api/v1/meta-templates/bulk-sends/{id}/resume")
+                .post(bulk_sends::resume)
+                .build(),
         )
         .service(
-            resource("/webhooks/meta")
-                .route(web::get().to(webhooks::verify))
-                .route(web::post().to(webhooks::receive)),
+            endpoint("/webhooks/meta")
+                .get(webhooks::verify)
+                .post(webhooks::receive)
+                .build(),
         )
         .default_service(web::to(not_found));
     }
 }
 
-/// A resource whose unsupported methods get a JSON 405.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource under construction: its routes, and the methods they answer, which its 405
+/// lists in `Allow` (RFC 9110 requires it).
+struct Endpoint {
+    resource: actix_web::Resource,
+    methods: Vec<&'static str>,
+}
+
+fn endpoint(path: &str) -> Endpoint {
+    Endpoint {
+        resource: web::resource(path),
+        methods: Vec::new(),
+    }
+}
+
+impl Endpoint {
+    fn get<F, Args>(self, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.route("GET", web::get().to(handler))
+    }
+
+    fn post<F, Args>(self, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.route("POST", web::post().to(handler))
+    }
+
+    fn route(mut self, method: &'static str, route: actix_web::Route) -> Self {
+        self.resource = self.resource.route(route);
+        self.methods.push(method);
+        self
+    }
+
+    /// The resource; any other method gets a JSON 405 with `Allow`.
+    fn build(self) -> actix_web::Resource {
+        let allow = self.methods.join(", ");
+        self.resource
+            .default_service(web::to(move || method_not_allowed(allow.clone())))
+    }
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint")
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
+async fn method_not_allowed(allow: String) -> HttpResponse {
+    let error = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "this endpoint does not support that method",
-    )
+        format!("this endpoint answers {allow} only"),
+    );
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, allow))
+        .content_type("application/json")
+        .body(error.body())
 }
 
 impl actix_web::Responder for ApiError {

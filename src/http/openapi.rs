@@ -2,6 +2,9 @@
 //! the handlers carry `#[utoipa::path]`, the request and response structs derive `ToSchema`.
 //! `tests/api/openapi.rs` checks the documented shapes against real answers.
 
+use std::sync::OnceLock;
+
+use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -56,5 +59,49 @@ impl Modify for ApiKeyScheme {
                 "`mindo_` followed by 24 characters [A-Za-z0-9]; the key's tenant is the caller.",
             ))),
         );
+    }
+}
+
+/// The document as served: the generated one with this daemon's settings filled in (the most
+/// recipients a request may list).
+pub fn document(max_recipients: u32) -> Value {
+    static GENERATED: OnceLock<Value> = OnceLock::new();
+    let mut document = GENERATED
+        .get_or_init(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null))
+        .clone();
+    if let Some(Value::Object(recipients)) =
+        document.pointer_mut("/components/schemas/SendBulkRequest/properties/recipients")
+    {
+        recipients.insert("maxItems".into(), max_recipients.into());
+    }
+    fix_link_keys(&mut document);
+    document
+}
+
+/// utoipa 5 writes a response link's fields in snake case (`operation_id`); OpenAPI
+/// spells them in camel case, and tools that follow links (Schemathesis) read only that.
+fn fix_link_keys(document: &mut Value) {
+    let Some(Value::Object(paths)) = document.get_mut("paths") else {
+        return;
+    };
+    let links = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|operations| operations.values_mut())
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(Value::as_object_mut);
+    for link in links {
+        for (snake, camel) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(value) = link.remove(snake) {
+                link.insert(camel.into(), value);
+            }
+        }
     }
 }

@@ -5,16 +5,15 @@
 //! reachable only from inside the firewall (bind the daemon to a private address, or filter
 //! `/metrics` and `/openapi.json` at the reverse proxy).
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::HttpResponse;
-use utoipa::OpenApi;
+use actix_web::{web, HttpResponse};
 
-use super::openapi::ApiDoc;
+use super::openapi::document;
+use crate::startup::AppState;
 use crate::telemetry;
 
 /// The content type of Prometheus' text exposition format.
@@ -41,16 +40,8 @@ pub async fn metrics() -> HttpResponse {
     tag = "operations",
     responses((status = 200, description = "This document (OpenAPI 3.1).", content_type = "application/json", body = Object)),
 )]
-pub async fn openapi() -> HttpResponse {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let body = DOCUMENT.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .unwrap_or_else(|_| "{}".to_owned())
-    });
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body.as_str())
+pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(document(state.config.max_recipients))
 }
 
 /// Middleware (`actix_web::middleware::from_fn`): records `mindo_http_request_duration_seconds`

@@ -11,12 +11,13 @@ use std::collections::{BTreeMap, HashSet};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody, MAX_ERRORS};
+use super::recipients::{RawRecipient, Strings, Text};
 use crate::clock::format_api_time;
 use crate::domain::egress::{CallbackPolicy, TargetRefused};
 use crate::domain::eta::{estimate_minutes, QuotaInfo, QuotaWindow, WINDOW_MS};
@@ -36,30 +37,55 @@ const PREVIEW_RECIPIENTS: usize = 5;
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-/// The send-bulk request body.
+/// Longest text field, in characters.
+const MAX_TEXT_FIELD_CHARS: usize = 512;
+
+// The schema below states every rule that `check_fields` enforces; of `parse_schedule` and
+// `check_callback_url`, the shape (a timestamp, an http(s) URL), not the moment (within 30
+// days) nor the address policy (public hosts), which depend on the clock and the operator.
+/// The send-bulk request body. Text fields are 1 to 512 characters, not only whitespace,
+/// without control characters. Recipients' phones and variables are checked against the
+/// numbering plan and the template (400 `invalid_recipients`).
 #[derive(Debug, Deserialize, ToSchema)]
 struct SendBulkRequest {
     /// Meta's phone-number id of one of the tenant's numbers.
+    #[schema(
+        min_length = 1,
+        max_length = 512,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     phone_number_id: String,
     /// An APPROVED template of that number's WABA.
+    #[schema(
+        min_length = 1,
+        max_length = 512,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     template_name: String,
     /// Meta's exact locale (`es`, `en`, `pt_BR`, …).
     #[serde(default = "default_language")]
-    #[schema(default = "es")]
+    #[schema(
+        default = "es",
+        min_length = 1,
+        max_length = 512,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     language: String,
-    /// 1 … `max_recipients` (default 100 000) recipients.
-    #[schema(value_type = Vec<RecipientSchema>)]
-    recipients: Vec<Value>,
+    /// 1 … `max_recipients` (default 100 000) recipients (`maxItems` is the daemon's setting).
+    #[schema(value_type = Vec<RecipientSchema>, min_items = 1)]
+    recipients: Vec<RawRecipient>,
     /// Drop invalid recipients (reported in `invalid_recipients`) instead of refusing the request.
     #[serde(default)]
     skip_invalid: bool,
-    /// ISO 8601; start no earlier than this (in the future, within 30 days).
+    /// ISO 8601 with a time zone; start no earlier than this (in the future, within 30 days).
     #[serde(default)]
+    #[schema(format = DateTime, pattern = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")]
     scheduled_at: Option<String>,
     /// An https URL on the public internet that receives the client events of this send
     /// (loopback, private, link-local, CGNAT, multicast and other internal addresses are
     /// refused unless the operator allows them).
     #[serde(default)]
+    #[schema(format = "uri", max_length = 2048, pattern = r"^https?://")]
     callback_url: Option<String>,
     /// Validate only: nothing is stored, the answer is 200 with a `preview`.
     #[serde(default)]
@@ -83,11 +109,11 @@ fn default_language() -> String {
     "es".into()
 }
 
-/// A recipient that passed validation.
+/// A recipient that passed validation, its values already in the JSON they are stored as.
 struct ValidRecipient {
     phone: E164,
-    variables: BTreeMap<String, String>,
-    button_variables: BTreeMap<String, String>,
+    variables: String,
+    button_variables: String,
 }
 
 /// The outcome of validating every recipient.
@@ -105,6 +131,7 @@ struct CreateResponse {
     bulk_send_id: String,
     task_id: String,
     /// Always `queued`.
+    #[schema(value_type = CreatedStatus)]
     status: &'static str,
     template_name: String,
     total_recipients: usize,
@@ -119,6 +146,14 @@ struct CreateResponse {
     /// Dry runs only: the rendered Meta `template.components` of the first 5 unique recipients.
     #[serde(skip_serializing_if = "Option::is_none")]
     preview: Option<Vec<Value>>,
+}
+
+/// The status of a send just created (documentation only).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum CreatedStatus {
+    Queued,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -141,10 +176,24 @@ struct NumberSummary {
     request_body = SendBulkRequest,
     params(
         ("Idempotency-Key" = Option<String>, Header,
-         description = "Same key and body within 24 h: the original answer again; another body: 422."),
+         description = "Same key and body within 24 h: the original answer again; another body: 422.",
+         min_length = 1, max_length = 255, pattern = r"^[\t\x20-\x7e]*[\x21-\x7e][\t\x20-\x7e]*$"),
     ),
     responses(
-        (status = 202, description = "The send is stored and queued.", body = CreateResponse),
+        (status = 202, description = "The send is stored and queued.", body = CreateResponse, links(
+            ("status" = (operation_id = "bulk_send_status", description = "The send's status object.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+            ("messages" = (operation_id = "bulk_send_messages", description = "The send's messages.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+            ("export" = (operation_id = "export_bulk_send_messages", description = "The send's messages as CSV.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+            ("cancel" = (operation_id = "cancel_bulk_send", description = "Cancel the send.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+            ("pause" = (operation_id = "pause_bulk_send", description = "Pause the send.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+            ("resume" = (operation_id = "resume_bulk_send", description = "Resume the send.",
+                parameters(("bulk_send_id" = "$response.body#/bulk_send_id")))),
+        )),
         (status = 200, description = "A dry run: validated, nothing stored.", body = CreateResponse),
         (status = 400, description = "`validation_error`, `invalid_recipients` (with `errors`), `template_not_approved`, `template_not_supported`.", body = ErrorBody),
         (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
@@ -154,7 +203,7 @@ struct NumberSummary {
         (status = 409, description = "`idempotency_in_progress`.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 422, description = "`idempotency_key_reused`.", body = ErrorBody),
-        (status = 503, description = "`shutting_down` or `service_unavailable`.", body = ErrorBody),
+        (status = 503, description = "`too_many_creates` (with `Retry-After`: too many sends are being created at once), `shutting_down` or `service_unavailable`.", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -162,7 +211,7 @@ pub async fn create(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::new(
@@ -173,6 +222,18 @@ pub async fn create(
     }
     super::auth::require_send(&principal)?;
     let key = idempotency_key(&req)?;
+    // The body is read only once this request holds a create slot: waiting requests keep
+    // theirs in the socket, not in memory.
+    let _slot = match state.create_gate.enter().await {
+        Ok(slot) => slot,
+        Err(busy) => {
+            // Read to the end and dropped, chunk by chunk: a client still sending its body
+            // then reads the 503 on a clean connection instead of a reset.
+            discard_body(payload, state.config.body_limit_bytes).await;
+            return Ok(busy.response());
+        }
+    };
+    let body = read_body(payload, &req, state.config.body_limit_bytes).await?;
     let tenant_id = principal.tenant_id;
     if let Some(key) = key.clone() {
         let hash = hex::encode(Sha256::digest(&body));
@@ -225,6 +286,40 @@ pub async fn create(
     result
 }
 
+/// Reads and drops the body, at most `limit` bytes of it.
+async fn discard_body(mut payload: web::Payload, limit: usize) {
+    use futures_util::StreamExt;
+    let mut read = 0;
+    while let Some(Ok(chunk)) = payload.next().await {
+        read += chunk.len();
+        if read > limit {
+            break;
+        }
+    }
+}
+
+/// The whole body, refused with 413 past `limit` (by its `Content-Length` before reading).
+async fn read_body(
+    payload: web::Payload,
+    req: &HttpRequest,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let announced = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(err)) => Err(ApiError::validation(format!(
+            "the request body could not be read: {err}"
+        ))),
+        Err(_) => Err(ApiError::payload_too_large(limit)),
+    }
+}
+
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get("Idempotency-Key") else {
         return Ok(None);
@@ -250,9 +345,9 @@ async fn create_send(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let max_recipients = state.config.max_recipients;
-    let request: SendBulkRequest = web::block(move || {
+    let mut request: SendBulkRequest = web::block(move || {
         // Too many recipients is refused before any of them is built: a body within the
-        // size limit can list millions, each costing far more as a JSON value than as text.
+        // size limit can list millions, each costing more as a record than as text.
         if let Some(n) = count_recipients(&body) {
             if n > max_recipients as usize {
                 return Err(ApiError::validation("the request has invalid fields")
@@ -266,11 +361,6 @@ async fn create_send(
     .map_err(|_| ApiError::internal())??;
     let now = state.clock.now_ms();
     check_fields(&request, max_recipients)?;
-    let scheduled_at = parse_schedule(request.scheduled_at.as_deref(), now)?;
-    let callback_url = match request.callback_url.as_deref() {
-        Some(url) => Some(check_callback_url(url, &state.config.callback_policy())?),
-        None => None,
-    };
 
     let phone_number_id = request.phone_number_id.clone();
     let (number, account, template) = {
@@ -295,6 +385,14 @@ async fn create_send(
             .await??
     };
     let template = check_template(template, &request)?;
+    // After the number and the template: of the request's own rules, only these two depend
+    // on the moment (the schedule) and on the operator's address policy (the callback), so
+    // the OpenAPI document cannot state them; an unknown number is 404 whatever they hold.
+    let scheduled_at = parse_schedule(request.scheduled_at.as_deref(), now)?;
+    let callback_url = match request.callback_url.as_deref() {
+        Some(url) => Some(check_callback_url(url, &state.config.callback_policy())?),
+        None => None,
+    };
     let spec = TemplateSpec::from_meta(
         Some(&template.parameter_format),
         &serde_json::from_str(&template.components).unwrap_or(Value::Null),
@@ -312,9 +410,10 @@ async fn create_send(
 
     let total = request.recipients.len();
     let skip_invalid = request.skip_invalid;
-    let (validated, spec, request) = web::block(move || {
-        let validated = validate_recipients(&request.recipients, &spec);
-        (validated, spec, request)
+    let recipients = std::mem::take(&mut request.recipients);
+    let (validated, spec) = web::block(move || {
+        let validated = validate_recipients(recipients, &spec);
+        (validated, spec)
     })
     .await
     .map_err(|_| ApiError::internal())?;
@@ -343,9 +442,12 @@ async fn create_send(
             .iter()
             .take(PREVIEW_RECIPIENTS)
             .map(|r| {
+                let values = |json: &str| -> BTreeMap<String, String> {
+                    serde_json::from_str(json).unwrap_or_default()
+                };
                 json!({
                     "phone": r.phone.as_str(),
-                    "components": spec.render(&r.variables, &r.button_variables),
+                    "components": spec.render(&values(&r.variables), &values(&r.button_variables)),
                 })
             })
             .collect()
@@ -406,9 +508,8 @@ async fn create_send(
         .into_iter()
         .map(|r| NewMessage {
             recipient: r.phone.into_string(),
-            variables: serde_json::to_string(&r.variables).unwrap_or_else(|_| "{}".into()),
-            button_variables: serde_json::to_string(&r.button_variables)
-                .unwrap_or_else(|_| "{}".into()),
+            variables: r.variables,
+            button_variables: r.button_variables,
         })
         .collect();
     let due_at = scheduled_at.unwrap_or(now);
@@ -480,8 +581,9 @@ fn check_fields(request: &SendBulkRequest, max_recipients: u32) -> Result<(), Ap
     ] {
         if value.trim().is_empty() {
             errors.push(json!({"field": field, "reason": "must not be empty"}));
-        } else if value.len() > 512 {
-            errors.push(json!({"field": field, "reason": "is longer than 512 characters"}));
+        } else if value.chars().count() > MAX_TEXT_FIELD_CHARS {
+            errors.push(json!({"field": field,
+                "reason": format!("is longer than {MAX_TEXT_FIELD_CHARS} characters")}));
         } else if value.contains(char::is_control) {
             // Meta's ids, names and locales have none; PostgreSQL cannot even compare a NUL.
             errors.push(json!({"field": field, "reason": "must not contain control characters"}));
@@ -579,9 +681,9 @@ fn invalid_recipients(detail: String, errors: Vec<Value>) -> ApiError {
 
 /// Validates every recipient: phone normalised to E.164, variables and button variables
 /// exactly as the template needs. Duplicates (after normalisation) are dropped, the first
-/// occurrence winning.
-fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
-    let parsed_phones = parse_phones(recipients);
+/// occurrence winning. Each recipient is let go once checked.
+fn validate_recipients(recipients: Vec<RawRecipient>, spec: &TemplateSpec) -> Validated {
+    let parsed_phones = parse_phones(&recipients);
     let mut seen = HashSet::with_capacity(recipients.len());
     let mut unique = Vec::with_capacity(recipients.len());
     let mut invalid = 0;
@@ -591,9 +693,14 @@ fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
             errors.push(problem);
         }
     };
-    for (index, recipient) in recipients.iter().enumerate() {
+    for ((index, recipient), parsed) in recipients.into_iter().enumerate().zip(parsed_phones) {
         let mut failed = false;
-        let Some(object) = recipient.as_object() else {
+        let RawRecipient::Object {
+            phone,
+            variables,
+            button_variables,
+        } = recipient
+        else {
             report(
                 &mut errors,
                 json!({"index": index, "field": "recipient", "reason": "must be an object with a phone"}),
@@ -601,25 +708,23 @@ fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
             invalid += 1;
             continue;
         };
-        let phone = match object.get("phone") {
-            Some(Value::String(raw)) => match parsed_phones[index].clone() {
-                Ok(phone) => Some(phone),
-                Err(e) => {
-                    report(
-                        &mut errors,
-                        json!({"index": index, "field": "phone", "value": truncate(raw), "reason": e.reason()}),
-                    );
-                    None
-                }
-            },
-            Some(other) => {
+        let phone = match (phone, parsed) {
+            (Text::Is(_), Ok(phone)) => Some(phone),
+            (Text::Is(raw), Err(e)) => {
                 report(
                     &mut errors,
-                    json!({"index": index, "field": "phone", "reason": format!("must be a string, not {}", type_name(other))}),
+                    json!({"index": index, "field": "phone", "value": truncate(&raw), "reason": e.reason()}),
                 );
                 None
             }
-            None => {
+            (Text::Not(kind), _) => {
+                report(
+                    &mut errors,
+                    json!({"index": index, "field": "phone", "reason": format!("must be a string, not {}", kind.name())}),
+                );
+                None
+            }
+            (Text::Missing, _) => {
                 report(
                     &mut errors,
                     json!({"index": index, "field": "phone", "reason": "is required"}),
@@ -627,19 +732,14 @@ fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
                 None
             }
         };
-        let variables = string_map(object.get("variables"), "variables", index, &mut |p| {
+        let variables = string_map(variables, "variables", index, &mut |p| {
             failed = true;
             report(&mut errors, p)
         });
-        let buttons = string_map(
-            object.get("button_variables"),
-            "button_variables",
-            index,
-            &mut |p| {
-                failed = true;
-                report(&mut errors, p)
-            },
-        );
+        let buttons = string_map(button_variables, "button_variables", index, &mut |p| {
+            failed = true;
+            report(&mut errors, p)
+        });
         if let (Some(variables), Some(buttons)) = (&variables, &buttons) {
             if let Err(problems) = spec.validate(variables, buttons) {
                 failed = true;
@@ -654,10 +754,13 @@ fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
         match (phone, variables, buttons) {
             (Some(phone), Some(variables), Some(button_variables)) if !failed => {
                 if seen.insert(phone.clone()) {
+                    let stored = |values: &BTreeMap<String, String>| {
+                        serde_json::to_string(values).unwrap_or_else(|_| "{}".into())
+                    };
                     unique.push(ValidRecipient {
                         phone,
-                        variables,
-                        button_variables,
+                        variables: stored(&variables),
+                        button_variables: stored(&button_variables),
                     });
                 }
             }
@@ -673,14 +776,11 @@ fn validate_recipients(recipients: &[Value], spec: &TemplateSpec) -> Validated {
 
 /// Every recipient's phone, parsed on all cores (the numbering-plan check is the costly part
 /// of validating a large send). Entries without a string phone get `Empty`, unused.
-fn parse_phones(recipients: &[Value]) -> Vec<Result<E164, PhoneError>> {
-    let parse = |chunk: &[Value]| -> Vec<Result<E164, PhoneError>> {
+fn parse_phones(recipients: &[RawRecipient]) -> Vec<Result<E164, PhoneError>> {
+    let parse = |chunk: &[RawRecipient]| -> Vec<Result<E164, PhoneError>> {
         chunk
             .iter()
-            .map(|r| match r.get("phone") {
-                Some(Value::String(raw)) => E164::parse(raw),
-                _ => Err(PhoneError::Empty),
-            })
+            .map(|r| r.phone().map_or(Err(PhoneError::Empty), E164::parse))
             .collect()
     };
     let threads = std::thread::available_parallelism()
@@ -705,58 +805,42 @@ fn parse_phones(recipients: &[Value]) -> Vec<Result<E164, PhoneError>> {
     })
 }
 
-/// Reads an optional object of strings; reports each problem through `report`.
+/// Reads an optional object of strings (in key order, as a JSON object reader would give
+/// them); reports each problem through `report`.
 fn string_map(
-    value: Option<&Value>,
+    value: Strings,
     field: &str,
     index: usize,
     report: &mut dyn FnMut(Value),
 ) -> Option<BTreeMap<String, String>> {
-    match value {
-        None | Some(Value::Null) => Some(BTreeMap::new()),
-        Some(Value::Object(map)) => strings_of(map, field, index, report),
-        Some(other) => {
+    let entries = match value {
+        Strings::None => return Some(BTreeMap::new()),
+        Strings::Not(kind) => {
             report(json!({"index": index, "field": field,
-                "reason": format!("must be an object of strings, not {}", type_name(other))}));
-            None
+                "reason": format!("must be an object of strings, not {}", kind.name())}));
+            return None;
         }
-    }
-}
-
-fn strings_of(
-    map: &Map<String, Value>,
-    field: &str,
-    index: usize,
-    report: &mut dyn FnMut(Value),
-) -> Option<BTreeMap<String, String>> {
+        Strings::Entries(entries) => entries,
+    };
     let mut out = BTreeMap::new();
-    let mut ok = true;
-    for (key, value) in map {
+    let mut wrong = BTreeMap::new();
+    for (key, value) in entries {
         match value {
-            Value::String(s) => {
-                out.insert(key.clone(), s.clone());
+            Ok(text) => {
+                out.insert(key, text);
             }
-            other => {
-                ok = false;
-                report(
-                    json!({"index": index, "field": format!("{field}.{}", truncate(key)),
-                    "reason": format!("must be a string, not {}", type_name(other))}),
-                );
+            Err(kind) => {
+                wrong.insert(key, kind);
             }
         }
     }
-    ok.then_some(out)
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+    for (key, kind) in &wrong {
+        report(
+            json!({"index": index, "field": format!("{field}.{}", truncate(key)),
+            "reason": format!("must be a string, not {}", kind.name())}),
+        );
     }
+    wrong.is_empty().then_some(out)
 }
 
 /// At most 64 characters of user input echoed back in an error.
@@ -817,12 +901,13 @@ mod tests {
 
     #[test]
     fn phones_parsed_in_parallel_keep_their_order() {
-        let recipients: Vec<Value> = (0..5_001)
+        let recipients: Vec<RawRecipient> = (0..5_001)
             .map(|i| match i % 3 {
                 0 => json!({"phone": format!("+54911{:08}", 30_000_000 + i)}),
                 1 => json!({"phone": "not a phone"}),
                 _ => json!({"variables": {}}),
             })
+            .map(|r| serde_json::from_value(r).unwrap())
             .collect();
         let parsed = parse_phones(&recipients);
         assert_eq!(parsed.len(), recipients.len());

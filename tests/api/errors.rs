@@ -27,5 +27,30 @@ async fn wrong_methods_get_a_json_405() {
         .await
         .unwrap();
     assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET");
     assert_eq!(json(res).await["code"], "method_not_allowed");
+}
+
+#[actix_web::test]
+async fn every_405_lists_the_methods_of_its_path_in_allow() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        ("TRACE", "/api/v1/meta-templates/send-bulk/", "POST"),
+        ("GET", "/api/v1/meta-templates/send-bulk/", "POST"),
+        ("DELETE", "/api/v1/meta-templates/bulk-sends/", "GET"),
+        ("PUT", "/api/v1/business-accounts/", "GET"),
+        ("PATCH", "/openapi.json", "GET"),
+        ("GET", "/api/v1/meta-templates/bulk-sends/x/cancel/", "POST"),
+        ("DELETE", "/webhooks/meta/", "GET, POST"),
+    ] {
+        let res = app
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "{method} {path}");
+        assert_eq!(res.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(json(res).await["code"], "method_not_allowed");
+    }
 }

@@ -104,6 +104,8 @@ pub struct TestApp {
     pub secret_key: mindo_bulk::domain::secret_box::SecretKey,
     pub client: reqwest::Client,
     pub database: Arc<TestDatabase>,
+    /// The daemon's gate of concurrent creates (to see who holds and waits for a slot).
+    pub create_gate: mindo_bulk::http::create_gate::CreateGate,
 }
 
 /// A config for tests: port 0, the given database, quiet logs; callbacks may go to the
@@ -157,6 +159,7 @@ pub async fn spawn_app_on(
     let server = app.server_handle();
     let engine = app.state().engine.clone();
     let secret_key = app.state().secret_key.clone();
+    let create_gate = app.state().create_gate.clone();
     actix_web::rt::spawn(app.run_until_stopped());
     // Ready means the engine has resumed every unfinished send (as `/readyz` says).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -176,6 +179,7 @@ pub async fn spawn_app_on(
         secret_key,
         client: reqwest::Client::new(),
         database,
+        create_gate,
     }
 }
 

@@ -482,3 +482,168 @@ fn the_checker_finds_undocumented_and_missing_properties() {
         ]
     );
 }
+
+/// The operation (`METHOD path`) of the document with this `operationId`.
+fn operation_with_id<'a>(doc: &'a Value, id: &str) -> Option<(&'a str, &'a str)> {
+    doc["paths"].as_object()?.iter().find_map(|(path, item)| {
+        item.as_object()?
+            .iter()
+            .find(|(_, op)| op["operationId"] == id)
+            .map(|(method, _)| (method.as_str(), path.as_str()))
+    })
+}
+
+#[actix_web::test]
+async fn the_document_states_the_limits_the_code_enforces() {
+    let app = crate::helpers::spawn_app_with(|c| c.max_recipients = 7).await;
+    let doc = document(&app.address, &app.client).await;
+
+    let request = resolve(&doc, &doc["components"]["schemas"]["SendBulkRequest"]);
+    let recipients = &request["properties"]["recipients"];
+    assert_eq!(recipients["minItems"], 1, "{recipients}");
+    assert_eq!(
+        recipients["maxItems"], 7,
+        "the daemon's setting: {recipients}"
+    );
+    for field in ["phone_number_id", "template_name", "language"] {
+        let schema = &request["properties"][field];
+        assert_eq!(schema["minLength"], 1, "{field}: {schema}");
+        assert_eq!(schema["maxLength"], 512, "{field}: {schema}");
+        assert!(schema["pattern"].is_string(), "{field}: {schema}");
+    }
+    assert_eq!(request["properties"]["scheduled_at"]["format"], "date-time");
+    assert_eq!(request["properties"]["callback_url"]["format"], "uri");
+
+    let param = |path: &str, name: &str| -> Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} has no parameter {name}"))["schema"]
+            .clone()
+    };
+    let list = "/api/v1/meta-templates/bulk-sends/";
+    let messages = "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/";
+    for path in [list, messages] {
+        let size = param(path, "page_size");
+        assert_eq!(
+            (size["minimum"].as_i64(), size["maximum"].as_i64()),
+            (Some(1), Some(1000))
+        );
+        assert_eq!(param(path, "page")["minimum"], 1);
+    }
+    let status = resolve(&doc, &param(list, "status")).clone();
+    assert_eq!(
+        status["enum"],
+        json!([
+            "QUEUED",
+            "PROCESSING",
+            "COMPLETED",
+            "PARTIAL",
+            "FAILED",
+            "CANCELLED"
+        ])
+    );
+    let status = resolve(&doc, &param(messages, "status")).clone();
+    assert_eq!(
+        status["enum"],
+        json!([
+            "pending",
+            "sent",
+            "delivered",
+            "read",
+            "failed",
+            "cancelled"
+        ])
+    );
+
+    // The bounds are the code's: one past them is refused, the bound itself is not.
+    let key = app.create_tenant("Limits").1;
+    for (query, expected) in [
+        ("page_size=1000", 200),
+        ("page_size=1001", 400),
+        ("page_size=0", 400),
+        ("page=0", 400),
+        ("page=10000000", 200),
+        ("page=10000001", 400),
+        ("status=QUEUED", 200),
+        ("status=queued", 400),
+    ] {
+        let res = app.get(&format!("{list}?{query}"), Some(&key)).await;
+        assert_eq!(res.status(), expected, "{query}");
+    }
+    let body = |n: usize| {
+        json!({"phone_number_id": "1", "template_name": "t",
+            "recipients": vec![json!({"phone": "+12025550100"}); n]})
+    };
+    let res = app
+        .post("/api/v1/meta-templates/send-bulk/", &key, &body(8))
+        .await;
+    assert_eq!(res.status(), 400, "8 recipients, above maxItems");
+    let res = app
+        .post("/api/v1/meta-templates/send-bulk/", &key, &body(7))
+        .await;
+    assert_eq!(
+        res.status(),
+        404,
+        "7 recipients pass; the number is unknown"
+    );
+}
+
+#[actix_web::test]
+async fn the_links_of_a_created_send_lead_to_its_operations() {
+    let meta = spawn_with_meta().await;
+    let doc = document(&meta.app.address, &meta.app.client).await;
+    let links = doc["paths"]["/api/v1/meta-templates/send-bulk/"]["post"]["responses"]["202"]
+        ["links"]
+        .as_object()
+        .expect("the 202 has links")
+        .clone();
+
+    let (status, created) = meta.send_bulk(&welcome(NUMBER_10K, &phones(720, 2))).await;
+    assert_eq!(status, 202, "{created}");
+    let mut targets = Vec::new();
+    for (name, link) in &links {
+        let id = link["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {link}"));
+        let (method, path) =
+            operation_with_id(&doc, id).unwrap_or_else(|| panic!("{name}: no {id}"));
+        let expression = link["parameters"]["bulk_send_id"].as_str().unwrap();
+        let pointer = expression.strip_prefix("$response.body#").unwrap();
+        let value = created.pointer(pointer).unwrap().as_str().unwrap();
+        let url = format!(
+            "{}{}",
+            meta.app.address,
+            path.replace("{bulk_send_id}", value)
+        );
+        let res = meta
+            .app
+            .client
+            .request(method.to_uppercase().parse().unwrap(), url)
+            .header("X-API-Key", &meta.api_key)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            [200, 409].contains(&res.status().as_u16()),
+            "{name}: {method} {path} answered {}",
+            res.status()
+        );
+        targets.push(format!("{method} {path}"));
+    }
+    targets.sort();
+    let base = "/api/v1/meta-templates/bulk-sends/{bulk_send_id}";
+    let mut expected: Vec<String> = [
+        format!("get {base}/"),
+        format!("get {base}/messages/"),
+        format!("get {base}/messages/export/"),
+        format!("post {base}/cancel/"),
+        format!("post {base}/pause/"),
+        format!("post {base}/resume/"),
+    ]
+    .into();
+    expected.sort();
+    assert_eq!(targets, expected);
+}

@@ -401,3 +401,72 @@ async fn an_unlimited_number_reports_no_quota_limit() {
         "TIER_UNLIMITED"
     );
 }
+
+/// Starts a send-bulk request whose body never finishes arriving; the connection stays open
+/// until the returned stream is dropped.
+fn stalled_create(app: &crate::helpers::TestApp, api_key: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/meta-templates/send-bulk/ HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {api_key}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"recipients\": ["
+    )
+    .unwrap();
+    stream
+}
+
+/// Waits (with a deadline) until the gate shows `in_flight` creates holding a slot and
+/// `waiting` in its queue.
+async fn gate_reaches(app: &crate::helpers::TestApp, in_flight: usize, waiting: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while (app.create_gate.in_flight(), app.create_gate.waiting()) != (in_flight, waiting) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gate shows {} in flight and {} waiting",
+            app.create_gate.in_flight(),
+            app.create_gate.waiting()
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[actix_web::test]
+async fn creates_beyond_the_slots_and_their_queue_get_503_with_retry_after() {
+    use mindo_bulk::http::create_gate::QUEUE_PER_SLOT;
+    let meta = crate::meta::spawn_with_meta_tweaked(|_| {}, |c| c.max_concurrent_creates = 1).await;
+    let app = &meta.app;
+
+    // One create holds the only slot while its body trickles in; the queue fills behind it.
+    let holder = stalled_create(app, &meta.api_key);
+    gate_reaches(app, 1, 0).await;
+    let queued: Vec<_> = (0..QUEUE_PER_SLOT)
+        .map(|_| stalled_create(app, &meta.api_key))
+        .collect();
+    gate_reaches(app, 1, QUEUE_PER_SLOT).await;
+
+    let body = welcome(NUMBER_10K, &phones(900, 2));
+    let res = app
+        .post("/api/v1/meta-templates/send-bulk/", &meta.api_key, &body)
+        .await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "2");
+    let refused: Value = res.json().await.unwrap();
+    assert_eq!(refused["code"], "too_many_creates", "{refused}");
+    let list = app
+        .get("/api/v1/meta-templates/bulk-sends/", Some(&meta.api_key))
+        .await;
+    assert_eq!(
+        list.json::<Value>().await.unwrap()["count"],
+        0,
+        "nothing was created"
+    );
+
+    // Once the stalled requests go away, their slot and places are free again.
+    drop(holder);
+    drop(queued);
+    gate_reaches(app, 0, 0).await;
+    let (status, created) = meta.send_bulk(&body).await;
+    assert_eq!(status, 202, "{created}");
+}
