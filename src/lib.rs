@@ -14,7 +14,8 @@
 //!   created on first start; checked against the database at every start.
 //! - [`startup`] — `Application::build(config)` → a bound server; `run_until_stopped()`.
 //! - [`clock`] — time as an injectable dependency.
-//! - [`domain`] — pure types and rules (API keys, phones, templates, tiers, message states, ETA), unit-tested, no I/O.
+//! - [`domain`] — pure types and rules (API keys, phones, templates, tiers, message states
+//!   and engine steps, what a send does with Meta's answers, pacing, ETA), unit-tested, no I/O.
 //! - [`engine`] — the actors (supervisor, bulk sends, phone limiters), the DB writer, webhook
 //!   ingestion (what a Meta notification changes, applied in one write), and client callback
 //!   delivery (signed events to a send's `callback_url`, retried, from a persisted outbox).
