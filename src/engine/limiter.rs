@@ -23,7 +23,6 @@ use crate::domain::pacing::{
     PAIR_INTERVAL_MS, PAIR_MARGIN_MS,
 };
 use crate::storage::accounts;
-use crate::storage::sends;
 use crate::telemetry::{self, LimiterWait, QueuedGauge};
 
 /// The shortest wait between two plans held back by the throughput gate: grants then go out
@@ -223,7 +222,7 @@ impl PhoneLimiter {
         let fut = self
             .ctx
             .db
-            .run(move |conn| sends::quota_window(conn, &portfolio_id, since));
+            .run(move |conn| crate::storage::quota::quota_window(conn, &portfolio_id, since));
         ctx.spawn(
             fut.into_actor(self)
                 .map(move |result, act, ctx| match result {

@@ -872,9 +872,10 @@ async fn quota_for(
             let in_window = if tier == Tier::Unlimited {
                 0
             } else {
-                sends::recipients_in_window(conn, &portfolio, &recipients, since)?.len()
+                crate::storage::quota::recipients_in_window(conn, &portfolio, &recipients, since)?
+                    .len()
             };
-            let expiries = sends::window_expiries(conn, &portfolio, since)?;
+            let expiries = crate::storage::quota::window_expiries(conn, &portfolio, since)?;
             Ok::<_, StorageError>((in_window, expiries))
         })
         .await?;

@@ -4,7 +4,8 @@
 //! - `schema`: the tables.
 //! - `migrations`: the embedded migration trees, one per backend.
 //! - `tenants`: tenants and their API keys.
-//! - `sends`: bulk sends and messages: creation, reads, every state change.
+//! - `sends`: bulk sends and messages: creation, reads, dispatch, webhooks, controls (one file each).
+//! - `quota`: the portfolio quota ledger (who was messaged when, for the moving 24 h window).
 //! - `idempotency`: `Idempotency-Key` claims and stored answers.
 //! - `accounts`: WABAs, phone numbers, templates; operator overrides; quota usage; the
 //!   template and number changes Meta's webhooks report.
@@ -23,6 +24,7 @@ pub mod conn;
 pub mod idempotency;
 pub mod inbound;
 pub mod migrations;
+pub mod quota;
 pub mod schema;
 pub mod secrets;
 pub mod sends;

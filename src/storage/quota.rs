@@ -1,0 +1,79 @@
+//! The portfolio's quota ledger: who was messaged when, for the moving 24 h window.
+
+use diesel::prelude::*;
+
+use super::schema::quota_ledger;
+use super::{DbConnection, StorageError};
+use crate::with_backend;
+
+pub(crate) fn record_quota(
+    conn: &mut DbConnection,
+    portfolio_id: &str,
+    recipient: &str,
+    now_ms: i64,
+) -> Result<(), StorageError> {
+    let insert = diesel::insert_into(quota_ledger::table)
+        .values((
+            quota_ledger::portfolio_id.eq(portfolio_id),
+            quota_ledger::recipient.eq(recipient),
+            quota_ledger::last_sent_at.eq(now_ms),
+        ))
+        .on_conflict((quota_ledger::portfolio_id, quota_ledger::recipient))
+        .do_update()
+        .set(quota_ledger::last_sent_at.eq(now_ms));
+    with_backend!(conn, |c| insert.execute(c))?;
+    Ok(())
+}
+
+/// Which of `recipients` a portfolio messaged since `since_ms` (they cost no quota).
+pub fn recipients_in_window(
+    conn: &mut DbConnection,
+    portfolio_id: &str,
+    recipients: &[String],
+    since_ms: i64,
+) -> Result<std::collections::HashSet<String>, StorageError> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in recipients.chunks(super::sends::INSERT_CHUNK) {
+        let rows: Vec<String> = quota_ledger::table
+            .filter(quota_ledger::portfolio_id.eq(portfolio_id))
+            .filter(quota_ledger::last_sent_at.gt(since_ms))
+            .filter(quota_ledger::recipient.eq_any(chunk))
+            .select(quota_ledger::recipient)
+            .load(conn)?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// When each recipient counted in a portfolio's window leaves it (last send + 24 h),
+/// ascending.
+pub fn window_expiries(
+    conn: &mut DbConnection,
+    portfolio_id: &str,
+    since_ms: i64,
+) -> Result<Vec<i64>, StorageError> {
+    let sent: Vec<i64> = quota_ledger::table
+        .filter(quota_ledger::portfolio_id.eq(portfolio_id))
+        .filter(quota_ledger::last_sent_at.gt(since_ms))
+        .order(quota_ledger::last_sent_at)
+        .select(quota_ledger::last_sent_at)
+        .load(conn)?;
+    Ok(sent
+        .into_iter()
+        .map(|t| t + crate::domain::eta::WINDOW_MS)
+        .collect())
+}
+
+/// The ledger entries of a portfolio inside the window (recipient, last sent), for the
+/// limiter to rebuild its quota after a restart.
+pub fn quota_window(
+    conn: &mut DbConnection,
+    portfolio_id: &str,
+    since_ms: i64,
+) -> Result<Vec<(String, i64)>, StorageError> {
+    Ok(quota_ledger::table
+        .filter(quota_ledger::portfolio_id.eq(portfolio_id))
+        .filter(quota_ledger::last_sent_at.gt(since_ms))
+        .select((quota_ledger::recipient, quota_ledger::last_sent_at))
+        .load(conn)?)
+}

@@ -1,0 +1,198 @@
+//! The engine's dispatch path: due messages, the durable `dispatching` mark, outcomes.
+
+use diesel::prelude::*;
+
+use super::*;
+use crate::domain::message::{BulkStatus, EngineStep, MessageState};
+use crate::storage::schema::{bulk_sends, messages};
+use crate::storage::{DbConnection, StorageError};
+
+/// Position of the engine's scan through a send's pending messages: `(next_attempt_at, id)`.
+pub type PendingCursor = (i64, i64);
+
+/// The next pending messages due by `now_ms`, after `cursor`, in (due time, id) order.
+pub fn due_pending(
+    conn: &mut DbConnection,
+    send_id: &str,
+    cursor: PendingCursor,
+    now_ms: i64,
+    limit: i64,
+) -> Result<Vec<PendingMessage>, StorageError> {
+    let (after_at, after_id) = cursor;
+    Ok(messages::table
+        .filter(messages::bulk_send_id.eq(send_id))
+        .filter(messages::state.eq(MessageState::Pending.as_str()))
+        .filter(messages::next_attempt_at.le(now_ms))
+        .filter(
+            messages::next_attempt_at
+                .gt(after_at)
+                .or(messages::next_attempt_at
+                    .eq(after_at)
+                    .and(messages::id.gt(after_id))),
+        )
+        .order((messages::next_attempt_at, messages::id))
+        .limit(limit)
+        .select(PendingMessage::as_select())
+        .load(conn)?)
+}
+
+/// The earliest due time after `now_ms` of a send's pending messages (a retry's), to know
+/// when to look for due messages again; `None` when no pending message is due later.
+pub fn next_due_after(
+    conn: &mut DbConnection,
+    send_id: &str,
+    now_ms: i64,
+) -> Result<Option<i64>, StorageError> {
+    Ok(messages::table
+        .filter(messages::bulk_send_id.eq(send_id))
+        .filter(messages::state.eq(MessageState::Pending.as_str()))
+        .filter(messages::next_attempt_at.gt(now_ms))
+        .select(diesel::dsl::min(messages::next_attempt_at))
+        .first(conn)?)
+}
+
+/// A send's messages whose dispatch outcome is unknown.
+pub fn dispatching_messages(
+    conn: &mut DbConnection,
+    send_id: &str,
+) -> Result<Vec<DispatchingMessage>, StorageError> {
+    Ok(messages::table
+        .filter(messages::bulk_send_id.eq(send_id))
+        .filter(messages::state.eq(MessageState::Dispatching.as_str()))
+        .order(messages::id)
+        .select(DispatchingMessage::as_select())
+        .load(conn)?)
+}
+
+/// What [`mark_dispatching`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchMarks {
+    /// The ids that were still pending and are now `dispatching` (only those may be sent).
+    Marked(Vec<i64>),
+    /// Nothing was marked: the stored send is paused, cancelled or stopped (a control or a
+    /// webhook the caller has not seen yet), or gone.
+    Held,
+}
+
+/// Marks granted messages `dispatching` (attempt counted, time noted) before their HTTP
+/// calls, records their recipients in the portfolio's quota ledger, and marks the send
+/// started.
+///
+/// The stored send decides, in the same transaction: if it is paused, cancelled or stopped,
+/// nothing is marked. An actor's in-memory flags can lag behind a control or webhook whose
+/// write is committing while the actor reads the row; the database cannot.
+pub fn mark_dispatching(
+    conn: &mut DbConnection,
+    send_id: &str,
+    portfolio_id: &str,
+    granted: &[(i64, String)],
+    now_ms: i64,
+) -> Result<DispatchMarks, StorageError> {
+    let Some(send) = load_send(conn, send_id)? else {
+        return Ok(DispatchMarks::Held);
+    };
+    if send.paused || send.failure_reason.is_some() || send.status() == BulkStatus::Cancelled {
+        return Ok(DispatchMarks::Held);
+    }
+    let mut marked = Vec::with_capacity(granted.len());
+    for (id, recipient) in granted {
+        let step = EngineStep::StartDispatch;
+        let moved = diesel::update(message_in_state(*id, step.from().as_str()))
+            .set((
+                messages::state.eq(step.to().as_str()),
+                messages::attempts.eq(messages::attempts + 1),
+                messages::dispatched_at.eq(now_ms),
+            ))
+            .execute(conn)?;
+        if moved == 1 {
+            marked.push(*id);
+            crate::storage::quota::record_quota(conn, portfolio_id, recipient, now_ms)?;
+        }
+    }
+    let started = diesel::update(
+        bulk_sends::table
+            .find(send_id)
+            .filter(bulk_sends::started_at.is_null()),
+    )
+    .set(bulk_sends::started_at.eq(now_ms))
+    .execute(conn)?;
+    if started > 0 {
+        refresh_status(conn, send_id, now_ms)?;
+    }
+    Ok(DispatchMarks::Marked(marked))
+}
+
+/// The columns an outcome sets besides the state (`None`: left as is).
+#[derive(AsChangeset)]
+#[diesel(table_name = messages)]
+struct OutcomeColumns<'a> {
+    state: &'static str,
+    wamid: Option<&'a str>,
+    sent_at: Option<i64>,
+    failed_at: Option<i64>,
+    next_attempt_at: Option<i64>,
+    error_code: Option<Option<i64>>,
+    error_message: Option<&'a str>,
+}
+
+impl<'a> OutcomeColumns<'a> {
+    fn of(outcome: &'a Outcome, now_ms: i64) -> Self {
+        let mut columns = OutcomeColumns {
+            state: outcome.step().to().as_str(),
+            wamid: None,
+            sent_at: None,
+            failed_at: None,
+            next_attempt_at: None,
+            error_code: None,
+            error_message: None,
+        };
+        match outcome {
+            Outcome::Accepted { wamid } => {
+                columns.wamid = Some(wamid);
+                columns.sent_at = Some(now_ms);
+            }
+            Outcome::Retry {
+                next_attempt_at,
+                error_code,
+                error_message,
+            } => {
+                columns.next_attempt_at = Some(*next_attempt_at);
+                columns.error_code = Some(*error_code);
+                columns.error_message = Some(error_message);
+            }
+            Outcome::Reset { next_attempt_at } => columns.next_attempt_at = Some(*next_attempt_at),
+            Outcome::Failed {
+                error_code,
+                error_message,
+            } => {
+                columns.failed_at = Some(now_ms);
+                columns.error_code = Some(*error_code);
+                columns.error_message = Some(error_message);
+            }
+            Outcome::Cancelled => {}
+        }
+        columns
+    }
+}
+
+/// Records the outcomes of dispatch attempts and adjusts the send's counters; returns the
+/// send's status after. Each is its [`Outcome::step`], applied only to a message still in the
+/// step's source state (`dispatching`), so a webhook that got there first wins.
+pub fn record_outcomes(
+    conn: &mut DbConnection,
+    send_id: &str,
+    outcomes: &[(i64, Outcome)],
+    now_ms: i64,
+) -> Result<Option<BulkStatus>, StorageError> {
+    let mut delta = CounterDelta::default();
+    for (id, outcome) in outcomes {
+        let step = outcome.step();
+        let moved = diesel::update(message_in_state(*id, step.from().as_str()))
+            .set(OutcomeColumns::of(outcome, now_ms))
+            .execute(conn)?;
+        if moved == 1 {
+            delta.moved(step.from(), step.to());
+        }
+    }
+    adjust_counters(conn, send_id, &delta, now_ms)
+}
