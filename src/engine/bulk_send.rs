@@ -338,10 +338,12 @@ impl BulkSendActor {
         self.arm_timers(now, ctx);
     }
 
-    /// Sets the flush timer when answers wait to be written, and the wake-up timer for the
-    /// earliest thing due by the clock (re-armed only when that is earlier than the armed one).
+    /// Sets the flush timer when answers wait to be written or reported to the limiter, and the
+    /// wake-up timer for the earliest thing due by the clock (re-armed only when that is earlier
+    /// than the armed one).
     fn arm_timers(&mut self, now: i64, ctx: &mut Context<Self>) {
-        if !self.outcomes.is_empty() && !self.flushing && self.flush_timer.is_none() {
+        let waiting = !self.outcomes.is_empty() || !self.answered.is_empty();
+        if waiting && !self.flushing && self.flush_timer.is_none() {
             self.flush_timer = Some(ctx.run_later(FLUSH_DELAY, |act, ctx| {
                 act.flush_timer = None;
                 act.flush(ctx);

@@ -358,8 +358,8 @@ impl Actor for PhoneLimiter {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.refresh_settings(ctx);
         // An operator's `number set` (another process) is read back within 2 s while messages
-        // wait here; with nothing queued the limiter reads nothing (an offer plans with the
-        // settings it has, and the next refresh follows within 2 s).
+        // wait here; with nothing queued the limiter reads nothing (an offer after a quiet
+        // spell reads the settings first, then plans).
         ctx.run_interval(SETTINGS_REFRESH, |act, ctx| {
             if act.quota.is_none() || act.has_queued() {
                 act.refresh_settings(ctx);
