@@ -23,6 +23,7 @@
 use std::time::Duration;
 
 use crate::config::ReconcilePolicy;
+use crate::domain::lifecycle::Phase;
 use crate::domain::message::EngineStep;
 use crate::meta::error::ErrorAction;
 
@@ -61,15 +62,6 @@ impl Outcome {
             Outcome::Cancelled => EngineStep::CancelDispatched,
         }
     }
-}
-
-/// The send's state that a decision depends on, as the actor knows it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SendFlags {
-    /// The client cancelled the send.
-    pub cancelled: bool,
-    /// A fatal error stopped the send.
-    pub stopped: bool,
 }
 
 /// What the number's limiter is told.
@@ -119,7 +111,7 @@ pub fn on_failure(
     code: Option<i64>,
     message: &str,
     attempts: i32,
-    flags: SendFlags,
+    phase: &Phase,
     now_ms: i64,
 ) -> AnswerDecision {
     let Some(action) = action else {
@@ -202,40 +194,44 @@ pub fn on_failure(
         }
     };
     AnswerDecision {
-        outcome: Some(settle_retry(outcome, flags)),
+        outcome: Some(settle_retry(outcome, phase)),
         feedback,
         effects,
     }
 }
 
 /// A retry of a send cancelled or stopped meanwhile is never sent.
-fn settle_retry(outcome: Outcome, flags: SendFlags) -> Outcome {
-    match outcome {
-        Outcome::Retry { .. } if flags.cancelled => Outcome::Cancelled,
-        Outcome::Retry {
-            error_code,
-            error_message,
-            ..
-        } if flags.stopped => Outcome::Failed {
+fn settle_retry(outcome: Outcome, phase: &Phase) -> Outcome {
+    match (outcome, phase) {
+        (Outcome::Retry { .. }, Phase::Cancelled) => Outcome::Cancelled,
+        (
+            Outcome::Retry {
+                error_code,
+                error_message,
+                ..
+            },
+            Phase::Stopped { .. },
+        ) => Outcome::Failed {
             error_code,
             error_message,
         },
-        other => other,
+        (other, _) => other,
     }
 }
 
 /// A message whose outcome stayed unknown through the reconcile grace (no answer, no webhook
 /// naming it): resent or failed by `policy`; cancelled with its send; failed with a stopped
 /// send (nothing of it is resent, though a late webhook may still say it was sent).
-pub fn reconcile(policy: ReconcilePolicy, flags: SendFlags, now_ms: i64) -> Outcome {
-    if flags.cancelled {
-        return Outcome::Cancelled;
-    }
-    if flags.stopped {
-        return Outcome::Failed {
-            error_code: None,
-            error_message: "unknown_outcome: the send was stopped before Meta answered".into(),
-        };
+pub fn reconcile(policy: ReconcilePolicy, phase: &Phase, now_ms: i64) -> Outcome {
+    match phase {
+        Phase::Cancelled => return Outcome::Cancelled,
+        Phase::Stopped { .. } => {
+            return Outcome::Failed {
+                error_code: None,
+                error_message: "unknown_outcome: the send was stopped before Meta answered".into(),
+            }
+        }
+        Phase::Running | Phase::Paused | Phase::Retired => {}
     }
     match policy {
         ReconcilePolicy::Resend => Outcome::Reset {
@@ -251,14 +247,15 @@ pub fn reconcile(policy: ReconcilePolicy, flags: SendFlags, now_ms: i64) -> Outc
 
 /// What a message granted by the limiter becomes when the send was cancelled or stopped after
 /// the grant (it is never handed to Meta); `None`: send it.
-pub fn after_grant(flags: SendFlags, stop_reason: Option<&str>) -> Option<Outcome> {
-    if flags.cancelled {
-        return Some(Outcome::Cancelled);
+pub fn after_grant(phase: &Phase) -> Option<Outcome> {
+    match phase {
+        Phase::Cancelled => Some(Outcome::Cancelled),
+        Phase::Stopped { reason } => Some(Outcome::Failed {
+            error_code: None,
+            error_message: reason.clone(),
+        }),
+        Phase::Running | Phase::Paused | Phase::Retired => None,
     }
-    stop_reason.map(|reason| Outcome::Failed {
-        error_code: None,
-        error_message: reason.to_owned(),
-    })
 }
 
 #[cfg(test)]
@@ -267,13 +264,16 @@ mod tests {
     use crate::meta::error::{StopAccountReason, StopSendReason};
 
     const NOW: i64 = 1_767_225_600_000;
-    const RUNNING: SendFlags = SendFlags {
-        cancelled: false,
-        stopped: false,
-    };
+    const RUNNING: &Phase = &Phase::Running;
 
-    fn fail(action: &ErrorAction, attempts: i32, flags: SendFlags) -> AnswerDecision {
-        on_failure(Some(action), Some(131_000), "boom", attempts, flags, NOW)
+    fn stopped() -> Phase {
+        Phase::Stopped {
+            reason: "template_disabled: …".into(),
+        }
+    }
+
+    fn fail(action: &ErrorAction, attempts: i32, phase: &Phase) -> AnswerDecision {
+        on_failure(Some(action), Some(131_000), "boom", attempts, phase, NOW)
     }
 
     fn retry_at(at: i64) -> Outcome {
@@ -427,23 +427,20 @@ mod tests {
     #[test]
     fn a_retry_of_a_cancelled_or_stopped_send_is_never_sent() {
         let after = Duration::from_secs(1);
-        let cancelled = SendFlags {
-            cancelled: true,
-            stopped: false,
-        };
-        let stopped = SendFlags {
-            cancelled: false,
-            stopped: true,
-        };
         let action = ErrorAction::RetryLater { after };
         assert_eq!(
-            fail(&action, 1, cancelled).outcome,
+            fail(&action, 1, &Phase::Cancelled).outcome,
             Some(Outcome::Cancelled)
         );
-        assert_eq!(fail(&action, 1, stopped).outcome, Some(failed()));
+        assert_eq!(fail(&action, 1, &stopped()).outcome, Some(failed()));
+        // A paused send retries later, like a running one.
+        assert_eq!(
+            fail(&action, 1, &Phase::Paused).outcome,
+            Some(retry_at(NOW + 1_000))
+        );
         // A final outcome stays what it is.
         assert_eq!(
-            fail(&ErrorAction::FailMessage, 1, cancelled).outcome,
+            fail(&ErrorAction::FailMessage, 1, &Phase::Cancelled).outcome,
             Some(failed())
         );
     }
@@ -460,34 +457,29 @@ mod tests {
             reconcile(ReconcilePolicy::Fail, RUNNING, NOW),
             Outcome::Failed { error_code: None, error_message } if error_message.starts_with("unknown_outcome:")
         ));
-        let cancelled = SendFlags {
-            cancelled: true,
-            stopped: true,
-        };
         assert_eq!(
-            reconcile(ReconcilePolicy::Resend, cancelled, NOW),
+            reconcile(ReconcilePolicy::Resend, &Phase::Cancelled, NOW),
             Outcome::Cancelled
         );
-        let stopped = SendFlags {
-            cancelled: false,
-            stopped: true,
-        };
         assert!(matches!(
-            reconcile(ReconcilePolicy::Resend, stopped, NOW),
+            reconcile(ReconcilePolicy::Resend, &stopped(), NOW),
             Outcome::Failed { .. }
         ));
+        assert_eq!(
+            reconcile(ReconcilePolicy::Resend, &Phase::Paused, NOW),
+            Outcome::Reset {
+                next_attempt_at: NOW
+            }
+        );
     }
 
     #[test]
     fn a_grant_of_a_cancelled_or_stopped_send_is_never_sent() {
-        assert_eq!(after_grant(RUNNING, None), None);
-        let cancelled = SendFlags {
-            cancelled: true,
-            stopped: false,
-        };
-        assert_eq!(after_grant(cancelled, Some("x")), Some(Outcome::Cancelled));
+        assert_eq!(after_grant(RUNNING), None);
+        assert_eq!(after_grant(&Phase::Paused), None);
+        assert_eq!(after_grant(&Phase::Cancelled), Some(Outcome::Cancelled));
         assert_eq!(
-            after_grant(RUNNING, Some("template_disabled: …")),
+            after_grant(&stopped()),
             Some(Outcome::Failed {
                 error_code: None,
                 error_message: "template_disabled: …".into()

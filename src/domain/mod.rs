@@ -20,6 +20,7 @@ pub mod callback;
 pub mod dispatch;
 pub mod egress;
 pub mod eta;
+pub mod lifecycle;
 pub mod message;
 pub mod pacing;
 pub mod phone;

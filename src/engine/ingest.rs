@@ -75,11 +75,12 @@ pub struct NumberChange {
 }
 
 /// What happened to a send, for its live actor to follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendEffect {
     Pause,
     Resume,
-    Stop,
+    /// Stopped for good, with the reason stored as its failure reason.
+    Stop(String),
 }
 
 /// What applying a notification did.
@@ -320,7 +321,7 @@ fn apply_template_change(
     let effect = match change.effect {
         TemplateEffect::Pause => Some(SendEffect::Pause),
         TemplateEffect::Resume => Some(SendEffect::Resume),
-        TemplateEffect::Stop => Some(SendEffect::Stop),
+        TemplateEffect::Stop => Some(SendEffect::Stop(change.reason.clone())),
         TemplateEffect::Informational => None,
     };
     for template in templates {
@@ -337,7 +338,7 @@ fn apply_template_change(
                     "Meta changed a template's status.");
             }
         }
-        let Some(effect) = effect else {
+        let Some(effect) = &effect else {
             continue;
         };
         for send in sends::unfinished_sends_on_template(conn, template.id)? {
@@ -349,15 +350,15 @@ fn apply_template_change(
                     }
                     _ => false,
                 },
-                SendEffect::Stop => {
-                    sends::stop_send(conn, &send.id, &change.reason, now_ms)?;
+                SendEffect::Stop(reason) => {
+                    sends::stop_send(conn, &send.id, reason, now_ms)?;
                     true
                 }
             };
             if changed {
                 tracing::info!(bulk_send_id = %send.id, effect = ?effect, reason = %change.reason,
                     "A template status update changed a bulk send.");
-                outcome.sends.push((send.id, effect));
+                outcome.sends.push((send.id, effect.clone()));
             }
         }
     }

@@ -216,7 +216,7 @@ impl Handler<ApplyWebhook> for JobSupervisor {
                 // started, and loads the stored flags).
                 for (send_id, effect) in &outcome.sends {
                     if let Some(addr) = act.sends.get(send_id) {
-                        told.push(addr.send(WebhookEffect(*effect)));
+                        told.push(addr.send(WebhookEffect(effect.clone())));
                     }
                 }
                 for row_id in &outcome.numbers {

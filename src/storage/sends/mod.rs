@@ -19,6 +19,7 @@
 
 use diesel::prelude::*;
 
+use crate::domain::lifecycle::StoredPhase;
 use crate::domain::message::{derive_status, BulkStatus, Counters};
 use crate::storage::schema::{bulk_sends, messages};
 use crate::storage::{DbConnection, StorageError};
@@ -67,6 +68,15 @@ pub struct BulkSendRow {
 }
 
 impl BulkSendRow {
+    /// The send's lifecycle as stored (its actor's phase follows it).
+    pub fn stored_phase(&self) -> StoredPhase {
+        StoredPhase {
+            paused: self.paused,
+            cancelled: self.status() == BulkStatus::Cancelled,
+            failure_reason: self.failure_reason.clone(),
+        }
+    }
+
     /// The per-state counts.
     pub fn counters(&self) -> Counters {
         let n = |v: i32| u64::try_from(v).unwrap_or(0);

@@ -1,0 +1,383 @@
+//! The dispatch pipeline of a send: pages of due messages offered to the limiter, grants
+//! marked `dispatching` and handed to Meta, Meta's answers decided by `domain::dispatch` and
+//! written in batches, unknown outcomes reconciled after their grace period.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::{
+    Answer, BulkSendActor, InFlight, SendSetup, FLUSH_MAX, LOAD_RETRY_MS, MAX_OUTSTANDING,
+    OFFER_TARGET, PAGE, PIPELINE_DELAY,
+};
+use crate::domain::dispatch::{self, LimiterFeedback, SendEffect as DispatchEffect};
+use crate::domain::lifecycle::LoadAt;
+use crate::engine::limiter::{Feedback, LimiterCall};
+use crate::meta::client::TemplateMessage;
+use crate::meta::error::SendFailure;
+use crate::storage::sends::{self, DispatchMarks, Outcome, PendingMessage};
+use crate::storage::StorageError;
+use crate::telemetry;
+
+impl BulkSendActor {
+    /// Loads the next page of due messages when the offer runs low.
+    pub(super) fn refill(&mut self, now: i64, ctx: &mut Context<Self>) {
+        if self.loading
+            || !self.may_dispatch(now)
+            || !self.load_at.is_due(now)
+            || self.offered.len() >= OFFER_TARGET / 2
+        {
+            return;
+        }
+        let outstanding = self.offered.len() + self.marking + self.in_flight.len();
+        let room =
+            (OFFER_TARGET - self.offered.len()).min(MAX_OUTSTANDING.saturating_sub(outstanding));
+        if room < MAX_OUTSTANDING / 10 {
+            // Loaded again once answers have freed a useful share.
+            return;
+        }
+        self.loading = true;
+        let (id, cursor, epoch) = (self.id.clone(), self.cursor, self.cursor_epoch);
+        let limit = PAGE.min(room as i64);
+        let fut = self.ctx.db.run(move |conn| {
+            let page = sends::due_pending(conn, &id, cursor, now, limit)?;
+            // Everything due now is loaded: when is the next retry due?
+            let next_due = match (page.len() as i64) < limit {
+                true => Some(sends::next_due_after(conn, &id, now)?),
+                false => None,
+            };
+            Ok::<_, StorageError>((page, next_due))
+        });
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            act.loading = false;
+            match result {
+                Ok((page, next_due)) => {
+                    // After a rewind during this load, look again at once.
+                    let current = act.cursor_epoch == epoch;
+                    if let (true, Some(next_due)) = (current, next_due) {
+                        act.load_at = next_due.map_or(LoadAt::Never, LoadAt::At);
+                        // Nothing pending left to load: the send may be finished.
+                        act.maybe_settled |= next_due.is_none() && page.is_empty();
+                    }
+                    if page.is_empty() {
+                        act.poke(ctx);
+                        return;
+                    }
+                    if let (true, Some(last)) = (current, page.last()) {
+                        act.cursor = (last.next_attempt_at, last.id);
+                    }
+                    if !act.may_dispatch(act.now()) {
+                        // Paused or cancelled while loading: forget the page, the cursor
+                        // rewinds so a resume finds it again.
+                        act.rewind();
+                        return;
+                    }
+                    let candidates: Vec<(i64, String)> =
+                        page.iter().map(|m| (m.id, m.recipient.clone())).collect();
+                    for m in page {
+                        act.offered.insert(m.id, m);
+                    }
+                    act.limiter.do_send(LimiterCall::Offer {
+                        send_id: act.id.clone(),
+                        candidates,
+                    });
+                    act.poke(ctx);
+                }
+                Err(err) => {
+                    tracing::warn!(bulk_send_id = %act.id, error = %err, "Loading due messages failed; retrying.");
+                    act.load_at = LoadAt::At(act.now().saturating_add(LOAD_RETRY_MS));
+                    act.poke(ctx);
+                }
+            }
+        }));
+    }
+
+    /// Restarts the scan of due messages from the beginning.
+    pub(super) fn rewind(&mut self) {
+        self.cursor = (i64::MIN, 0);
+        self.cursor_epoch += 1;
+        self.load_at = LoadAt::Now;
+    }
+
+    /// Granted messages: mark them `dispatching` durably, then send them.
+    pub(super) fn dispatch(&mut self, ids: Vec<i64>, ctx: &mut Context<Self>) {
+        let Some(setup) = self.setup.clone() else {
+            return;
+        };
+        let granted: Vec<PendingMessage> = ids
+            .iter()
+            .filter_map(|id| self.offered.remove(id))
+            .collect();
+        if granted.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let marks: Vec<(i64, String)> = granted
+            .iter()
+            .map(|m| (m.id, m.recipient.clone()))
+            .collect();
+        let (id, portfolio) = (self.id.clone(), setup.portfolio_id.clone());
+        self.marking += granted.len();
+        let granted_at = Instant::now();
+        let fut = self
+            .ctx
+            .writer
+            .write(move |conn| sends::mark_dispatching(conn, &id, &portfolio, &marks, now));
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(DispatchMarks::Held) => {
+                // The stored send is paused, cancelled or stopped by a change this actor has
+                // not followed yet: nothing was marked; take the stored flags.
+                act.marking -= granted.len();
+                act.follow_stored_phase(ctx);
+            }
+            Ok(DispatchMarks::Marked(marked)) => {
+                let marked: HashSet<i64> = marked.into_iter().collect();
+                let count = granted.len();
+                let batch: Vec<PendingMessage> = granted
+                    .into_iter()
+                    .filter(|m| marked.contains(&m.id))
+                    .collect();
+                // Sent a fixed delay after the grant, not whenever the commit happened to
+                // finish: the spacing the limiter chose survives commit-latency jitter.
+                let wait = (granted_at + PIPELINE_DELAY).saturating_duration_since(Instant::now());
+                if wait.is_zero() {
+                    act.release(batch, count, now, setup, ctx);
+                } else {
+                    ctx.run_later(wait, move |act, ctx| {
+                        act.release(batch, count, now, setup, ctx)
+                    });
+                }
+            }
+            Err(err) => {
+                act.marking -= granted.len();
+                tracing::warn!(bulk_send_id = %act.id, error = %err,
+                    "Marking messages as dispatching failed; the actor restarts from the database.");
+                ctx.stop();
+            }
+        }));
+    }
+
+    /// Sends marked messages, unless the send was cancelled or stopped meanwhile.
+    pub(super) fn release(
+        &mut self,
+        batch: Vec<PendingMessage>,
+        granted: usize,
+        dispatched_at: i64,
+        setup: Arc<SendSetup>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.marking -= granted;
+        for message in batch {
+            // Cancelled or stopped after the grant: never sent.
+            match dispatch::after_grant(&self.phase) {
+                Some(outcome) => self.outcomes.push((message.id, outcome)),
+                None => self.send_one(message, dispatched_at, setup.clone(), ctx),
+            }
+        }
+        self.poke(ctx);
+    }
+
+    pub(super) fn send_one(
+        &mut self,
+        message: PendingMessage,
+        dispatched_at: i64,
+        setup: Arc<SendSetup>,
+        ctx: &mut Context<Self>,
+    ) {
+        let variables: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&message.variables).unwrap_or_default();
+        let buttons: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&message.button_variables).unwrap_or_default();
+        let components = setup.spec.render(&variables, &buttons);
+        let opaque = format!("{}/{}", self.id, message.id);
+        let body = serde_json::to_vec(&TemplateMessage::new(
+            &message.recipient,
+            &opaque,
+            &setup.template_name,
+            &setup.language,
+            &components,
+        ));
+        let attempts = message.attempts + 1;
+        self.in_flight.insert(
+            message.id,
+            InFlight {
+                recipient: message.recipient,
+                attempts,
+                dispatched_at,
+            },
+        );
+        let graph = self.graph.clone();
+        let id = message.id;
+        telemetry::messages_dispatched(1);
+        let fut = async move {
+            match body {
+                Ok(body) => {
+                    graph
+                        .send_raw(&setup.access_token, &setup.phone_number_id, body)
+                        .await
+                }
+                Err(e) => Err(SendFailure::Connect(format!(
+                    "cannot encode the message: {e}"
+                ))),
+            }
+        };
+        // A task of its own, not a future of this actor's context: the context polls every
+        // future it holds whenever any of them wakes, which costs quadratic time with
+        // thousands of calls in flight (most waiting for a pooled connection).
+        let addr = ctx.address();
+        actix_web::rt::spawn(async move {
+            let result = fut.await;
+            addr.do_send(Answer { id, result });
+        });
+    }
+
+    /// Meta's answer to one message: the decision is `domain::dispatch`'s; the actor records
+    /// the outcome, tells the limiter, and pauses or stops what the decision says.
+    pub(super) fn on_answer(
+        &mut self,
+        id: i64,
+        result: Result<crate::meta::client::Accepted, SendFailure>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(flight) = self.in_flight.remove(&id) else {
+            return;
+        };
+        self.answered.push(flight.recipient.clone());
+        let now = self.now();
+        let decision = match result {
+            Ok(accepted) => {
+                telemetry::message_accepted();
+                dispatch::on_accepted(accepted.wamid)
+            }
+            Err(failure) => {
+                let attempt = u32::try_from(flight.attempts.max(1) - 1).unwrap_or(0);
+                let action = failure.action(attempt);
+                telemetry::message_failed(action.as_ref());
+                let (code, message) = match &failure {
+                    SendFailure::Meta(e) => (e.has_meta_code().then_some(e.code), e.to_string()),
+                    other => (None, other.to_string()),
+                };
+                dispatch::on_failure(
+                    action.as_ref(),
+                    code,
+                    &message,
+                    flight.attempts,
+                    &self.phase,
+                    now,
+                )
+            }
+        };
+        match decision.feedback {
+            Some(LimiterFeedback::Throttled { after }) => self
+                .limiter
+                .do_send(LimiterCall::Feedback(Feedback::Throttled { after })),
+            Some(LimiterFeedback::PairRate { until_ms }) => {
+                self.limiter
+                    .do_send(LimiterCall::Feedback(Feedback::PairRate {
+                        recipient: flight.recipient.clone(),
+                        until_ms,
+                    }))
+            }
+            None => {}
+        }
+        for effect in decision.effects {
+            match effect {
+                DispatchEffect::PauseNumber(reason) => self.pause_number(reason, ctx),
+                DispatchEffect::PauseSend(reason) => self.pause_self(reason, ctx),
+                DispatchEffect::StopSend(reason) => self.stop_send(reason, ctx),
+            }
+        }
+        match decision.outcome {
+            Some(outcome) => {
+                self.outcomes.push((id, outcome));
+                self.flush_if_full(ctx);
+            }
+            None => {
+                // Meta may have taken it: wait for a webhook naming it.
+                tracing::debug!(bulk_send_id = %self.id, message_id = id,
+                    "A dispatch has an unknown outcome; waiting for a webhook.");
+                self.unknown
+                    .push((id, flight.dispatched_at + self.grace_ms()));
+            }
+        }
+    }
+
+    pub(super) fn flush_if_full(&mut self, ctx: &mut Context<Self>) {
+        if self.outcomes.len() >= FLUSH_MAX {
+            self.flush(ctx);
+        }
+    }
+
+    /// Writes the outcomes gathered so far in one job.
+    pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.answered.is_empty() {
+            // The pair rate counts from Meta's answer when it came after the grant.
+            self.limiter.do_send(LimiterCall::Answered {
+                recipients: std::mem::take(&mut self.answered),
+                at_ms: self.now(),
+            });
+        }
+        if self.flushing || self.outcomes.is_empty() {
+            return;
+        }
+        let take = self.outcomes.len().min(FLUSH_MAX);
+        let batch: Vec<(i64, Outcome)> = self.outcomes.drain(..take).collect();
+        self.flushing = true;
+        let id = self.id.clone();
+        let now = self.now();
+        let fut = self
+            .ctx
+            .writer
+            .write(move |conn| sends::record_outcomes(conn, &id, &batch, now).map(|s| (s, batch)));
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+            act.flushing = false;
+            match result {
+                Ok((_, batch)) => {
+                    for (_, outcome) in &batch {
+                        match outcome {
+                            // Messages put back to pending may sort before the scan's
+                            // position: scan again from the start. Messages already offered
+                            // are not offered twice, and marking is conditional, so none can
+                            // go out twice.
+                            Outcome::Reset { .. } => act.rewind(),
+                            // A retry is due later: look for due messages again then.
+                            Outcome::Retry {
+                                next_attempt_at, ..
+                            } => act.load_at = act.load_at.earliest(LoadAt::At(*next_attempt_at)),
+                            _ => {}
+                        }
+                    }
+                    act.maybe_settled = true;
+                    // What came in during this write goes at once: it has waited as long.
+                    act.flush(ctx);
+                    act.poke(ctx);
+                }
+                Err(err) => {
+                    // The messages stay `dispatching` in the database; a restart reconciles
+                    // them. Restarting now is the honest way to not lose track.
+                    tracing::warn!(bulk_send_id = %act.id, error = %err,
+                        "Recording outcomes failed; the actor restarts from the database.");
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+
+    /// Unknown outcomes whose grace period is over: resend or fail, by policy.
+    pub(super) fn reconcile_due(&mut self, now: i64) {
+        if self.unknown.is_empty() {
+            return;
+        }
+        let policy = self.ctx.config.reconcile_policy;
+        let (due, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unknown)
+            .into_iter()
+            .partition(|&(_, deadline)| deadline <= now);
+        self.unknown = still;
+        for (id, _) in due {
+            self.outcomes
+                .push((id, dispatch::reconcile(policy, &self.phase, now)));
+        }
+    }
+}
