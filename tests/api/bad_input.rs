@@ -1,8 +1,9 @@
 //! Bad input, table-driven: malformed requests to every POST endpoint and every query string
 //! (wrong types, nulls, huge strings, unicode, invalid UTF-8, deep nesting, a million
 //! recipients, wrong content types, bodies over the limit). Every answer must be a documented
-//! 4xx with the error body `{"detail", "code"}`, come quickly, and leave the daemon healthy:
-//! `/healthz` 200 and a normal send still going through afterwards.
+//! 4xx with the error body `{"detail", "code"}` and leave the daemon healthy: `/healthz` 200
+//! and a normal send still going through afterwards. How long the answers take is printed, not
+//! asserted (timing belongs in `mindo-bench`, not in pass/fail tests).
 
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,6 @@ const WEBHOOK: &str = "/webhooks/meta/";
 /// The body limit of the daemon under test: room for the million-recipient body (about
 /// 27 MB), small enough to send a body over it cheaply.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
-/// The slowest any one answer may be (a debug build on a loaded 2-core machine).
-const SLOWEST: Duration = Duration::from_secs(15);
 
 /// What a case expects.
 #[derive(Clone, Copy, Debug)]
@@ -609,7 +608,7 @@ async fn malformed_requests_get_documented_errors_and_leave_the_daemon_healthy()
             }
             Expect::Ok(want) => status == want,
         };
-        if !ok || took > SLOWEST {
+        if !ok {
             failures.push(format!(
                 "{}: expected {:?}, got {status} in {took:.1?}: {}",
                 case.name,
@@ -629,9 +628,9 @@ async fn malformed_requests_get_documented_errors_and_leave_the_daemon_healthy()
 }
 
 /// A send of a million recipients (63 MB, under the default 64 MiB body limit): refused as
-/// over `max_recipients` (100 000 by default), quickly, without exhausting memory.
+/// over `max_recipients` (100 000 by default), without building the recipients in memory.
 #[actix_web::test]
-async fn a_million_recipients_are_refused_quickly() {
+async fn a_million_recipients_are_refused_without_exhausting_memory() {
     let meta = spawn_with_meta_tweaked(|_| {}, |_| {}).await;
     let mut body = String::with_capacity(30 * 1024 * 1024);
     body.push_str(&format!(
@@ -673,7 +672,6 @@ async fn a_million_recipients_are_refused_quickly() {
     assert_eq!(status, 400, "{answer:#}");
     assert_eq!(answer["code"], "validation_error");
     assert_eq!(answer["errors"][0]["field"], "recipients", "{answer:#}");
-    assert!(took < SLOWEST, "{took:?}");
     // The body itself is here twice (the client's copy and the server's); building the
     // recipients as JSON values would take over a gigabyte.
     assert!(

@@ -183,6 +183,18 @@ pub async fn spawn_app_on(
     }
 }
 
+/// A test's daemon stops with the test: its engine's arbiters (threads of their own, which the
+/// test's actix System does not own) stop, and with them its send actors, its callback
+/// delivery and, once their handles are gone, its writer thread. (The HTTP server stops when the
+/// System drops it.) Without this every test would leave its engine running until the process
+/// exits: background work that slows the tests after it, and threads still busy while the
+/// process tears itself down.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.engine.stop();
+    }
+}
+
 impl TestApp {
     /// Stops the daemon the hard way: the engine's actors go away with whatever they held
     /// in memory, and the server stops answering.
