@@ -13,7 +13,7 @@
 //!   and `X-Mindo-Event-Id`. A 2xx answer delivers the event; anything else (another
 //!   status, a timeout after 10 s, a refused connection) is retried after 1 s, 2 s, 4 s …
 //!   (at most 10 min apart) until 24 h after the event, then it is given up and logged.
-//! - Every second it asks for the progress events due (`storage::callbacks::progress_due`)
+//! - Every second it asks for the progress events due (`storage::status::progress_due`)
 //!   and inserts them through the writer; every hour it deletes events settled more than 7
 //!   days ago.
 //! - Every attempt first vets where it goes (`domain::egress`): the URL again (the policy
@@ -41,8 +41,8 @@ use super::EngineContext;
 use crate::domain::callback::{self, AfterFailure};
 use crate::domain::egress::{CallbackHost, CallbackPolicy, TargetRefused};
 use crate::storage::callbacks::{self, DueEvent};
-use crate::storage::secrets;
 use crate::storage::StorageError;
+use crate::storage::{secrets, status};
 
 /// How often due events are looked for.
 const POLL: Duration = Duration::from_millis(250);
@@ -358,9 +358,7 @@ impl CallbackDelivery {
         let now = self.ctx.clock.now_ms();
         let (db, writer) = (self.ctx.db.clone(), self.ctx.writer.clone());
         let work = async move {
-            let due = db
-                .run(move |conn| callbacks::progress_due(conn, now))
-                .await?;
+            let due = db.run(move |conn| status::progress_due(conn, now)).await?;
             if due.is_empty() {
                 return Ok::<usize, StorageError>(0);
             }
@@ -368,7 +366,7 @@ impl CallbackDelivery {
                 .write(move |conn| {
                     let mut inserted = 0;
                     for id in &due {
-                        if callbacks::enqueue_progress(conn, id, now)? {
+                        if status::enqueue_progress(conn, id, now)? {
                             inserted += 1;
                         }
                     }

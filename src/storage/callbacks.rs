@@ -1,34 +1,19 @@
 //! The outbox of client callback events (API.md, "Client events"), for sends with a
-//! `callback_url`.
+//! `callback_url`: the events as stored, and their delivery's bookkeeping. Which events are
+//! inserted, and when, is `super::status`'s (in the transaction of the change they report).
 //!
-//! - `bulk_send.status_changed` is inserted by [`enqueue_status_change`], called from the
-//!   code that changes a send's status ([`super::sends::refresh_status`], and
-//!   [`super::sends::cancel_send`], which sets `CANCELLED` itself), in the same transaction:
-//!   a status change is never committed without its event, nor an event without its change.
-//! - `bulk_send.progress` is inserted by [`enqueue_progress`] for a processing send when its
-//!   latest event is at least 5 s old, none of its events is waiting for delivery, and its
-//!   status object changed since that latest event. So a receiver that is down gets one
-//!   up-to-date progress event when it comes back, not a backlog of stale ones, and a send
-//!   waiting a day for its quota window does not post the same numbers every 5 s.
-//! - The event's body, `data` included, is rendered when the event is inserted, inside that
-//!   transaction: `data` is the status object as it was at that moment (for a status change,
-//!   with the new status), and every attempt posts the same bytes. Nothing is rendered at
-//!   delivery time except the signature (the secret is read then, so a rotated secret
-//!   applies to events still waiting).
+//! - Nothing is rendered at delivery time except the signature (the secret is read then, so a
+//!   rotated secret applies to events still waiting).
 //! - The delivery actor (`engine::callbacks`) takes each send's oldest undelivered event
 //!   only ([`due_events`]) and [`claim`]s it before posting: a send's events reach the
 //!   receiver in order, a later one never before an earlier one was delivered or given up,
 //!   and no event has two attempts under way (even with several daemons on one database).
 
 use diesel::prelude::*;
-use serde_json::Value;
 
 use super::schema::{bulk_sends, callback_events, tenants};
-use super::sends::{self, BulkSendRow};
-use super::status_object::status_body;
 use super::{DbConnection, StorageError};
-use crate::domain::callback::{self, EventKind};
-use crate::domain::message::BulkStatus;
+use crate::domain::callback::EventKind;
 
 /// Longest `last_error` kept.
 const MAX_ERROR_LEN: usize = 500;
@@ -72,106 +57,11 @@ pub struct DueEvent {
     pub webhook_secret_key_id: Option<String>,
 }
 
-/// Inserts a `bulk_send.status_changed` event for `send` (read before the change) if it has
-/// a `callback_url`; `data` is its status object as the current transaction sees it, so
-/// call this after writing the new status. Returns whether an event was inserted.
-pub fn enqueue_status_change(
-    conn: &mut DbConnection,
-    send: &BulkSendRow,
-    now_ms: i64,
-) -> Result<bool, StorageError> {
-    if send.callback_url.is_none() {
-        return Ok(false);
-    }
-    let Some(data) = status_data(conn, send)? else {
-        return Ok(false);
-    };
-    let payload = callback::event_body(EventKind::StatusChanged, &send.id, now_ms, &data);
-    insert(conn, send, EventKind::StatusChanged, now_ms, &payload)?;
-    Ok(true)
-}
-
-/// Processing sends with a `callback_url` that owe a progress event now (see the module
-/// doc). A read: [`enqueue_progress`] checks again in the write that inserts.
-pub fn progress_due(conn: &mut DbConnection, now_ms: i64) -> Result<Vec<String>, StorageError> {
-    let candidates: Vec<String> = bulk_sends::table
-        .filter(bulk_sends::status.eq(BulkStatus::Processing.as_str()))
-        .filter(bulk_sends::callback_url.is_not_null())
-        .order(bulk_sends::created_at)
-        .select(bulk_sends::id)
-        .load(conn)?;
-    let mut due = Vec::new();
-    for id in candidates {
-        if progress_payload(conn, &id, now_ms)?.is_some() {
-            due.push(id);
-        }
-    }
-    Ok(due)
-}
-
-/// Inserts a `bulk_send.progress` event for a send if it owes one now (see the module doc).
-/// Returns whether an event was inserted.
-pub fn enqueue_progress(
-    conn: &mut DbConnection,
-    send_id: &str,
-    now_ms: i64,
-) -> Result<bool, StorageError> {
-    let Some((send, payload)) = progress_payload(conn, send_id, now_ms)? else {
-        return Ok(false);
-    };
-    insert(conn, &send, EventKind::Progress, now_ms, &payload)?;
-    Ok(true)
-}
-
-/// The body of the progress event a send owes now, if it owes one.
-fn progress_payload(
-    conn: &mut DbConnection,
-    send_id: &str,
-    now_ms: i64,
-) -> Result<Option<(BulkSendRow, String)>, StorageError> {
-    let Some(send) = sends::load_send(conn, send_id)? else {
-        return Ok(None);
-    };
-    if send.status() != BulkStatus::Processing || send.callback_url.is_none() {
-        return Ok(None);
-    }
-    if has_undelivered(conn, send_id)? {
-        return Ok(None);
-    }
-    let latest: Option<(i64, String)> = callback_events::table
-        .filter(callback_events::bulk_send_id.eq(send_id))
-        .order(callback_events::id.desc())
-        .select((callback_events::occurred_at, callback_events::payload))
-        .first(conn)
-        .optional()?;
-    if !callback::progress_allowed(latest.as_ref().map(|(at, _)| *at), now_ms) {
-        return Ok(None);
-    }
-    let Some(data) = status_data(conn, &send)? else {
-        return Ok(None);
-    };
-    if let Some((_, payload)) = &latest {
-        let previous: Option<Value> = serde_json::from_str::<Value>(payload)
-            .ok()
-            .and_then(|mut body| body.get_mut("data").map(Value::take));
-        if previous.as_ref() == Some(&data) {
-            return Ok(None);
-        }
-    }
-    let payload = callback::event_body(EventKind::Progress, send_id, now_ms, &data);
-    Ok(Some((send, payload)))
-}
-
-/// The send's status object as JSON.
-fn status_data(conn: &mut DbConnection, send: &BulkSendRow) -> Result<Option<Value>, StorageError> {
-    let Some(detail) = sends::load_detail(conn, send.tenant_id, &send.id)? else {
-        return Ok(None);
-    };
-    Ok(serde_json::to_value(status_body(detail, true)).ok())
-}
-
 /// Whether any event of the send waits for delivery.
-fn has_undelivered(conn: &mut DbConnection, send_id: &str) -> Result<bool, StorageError> {
+pub(super) fn has_undelivered(
+    conn: &mut DbConnection,
+    send_id: &str,
+) -> Result<bool, StorageError> {
     let waiting: i64 = callback_events::table
         .filter(callback_events::bulk_send_id.eq(send_id))
         .filter(callback_events::delivered_at.is_null())
@@ -181,17 +71,19 @@ fn has_undelivered(conn: &mut DbConnection, send_id: &str) -> Result<bool, Stora
     Ok(waiting > 0)
 }
 
-fn insert(
+/// Inserts an event (its body rendered by `super::status`).
+pub(super) fn insert(
     conn: &mut DbConnection,
-    send: &BulkSendRow,
+    send_id: &str,
+    tenant_id: i64,
     kind: EventKind,
     now_ms: i64,
     payload: &str,
 ) -> Result<(), StorageError> {
     diesel::insert_into(callback_events::table)
         .values((
-            callback_events::bulk_send_id.eq(&send.id),
-            callback_events::tenant_id.eq(send.tenant_id),
+            callback_events::bulk_send_id.eq(send_id),
+            callback_events::tenant_id.eq(tenant_id),
             callback_events::event.eq(kind.as_str()),
             callback_events::occurred_at.eq(now_ms),
             callback_events::payload.eq(payload),
@@ -329,6 +221,19 @@ pub fn purge_settled(conn: &mut DbConnection, before_ms: i64) -> Result<usize, S
     )
     .execute(conn)?;
     Ok(gone)
+}
+
+/// When the send's latest event occurred, and its body.
+pub(super) fn latest_event(
+    conn: &mut DbConnection,
+    send_id: &str,
+) -> Result<Option<(i64, String)>, StorageError> {
+    Ok(callback_events::table
+        .filter(callback_events::bulk_send_id.eq(send_id))
+        .order(callback_events::id.desc())
+        .select((callback_events::occurred_at, callback_events::payload))
+        .first(conn)
+        .optional()?)
 }
 
 /// Every event of a send, oldest first.

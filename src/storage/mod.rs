@@ -28,6 +28,7 @@ pub mod quota;
 pub mod schema;
 pub mod secrets;
 pub mod sends;
+pub mod status;
 pub mod status_object;
 pub mod tenants;
 

@@ -75,22 +75,20 @@ pub fn status_body(detail: SendDetail, full: bool) -> StatusBody {
     let send = detail.send;
     let counters = send.counters();
     let status = send.status();
-    let (template_id, template_name, language, template_status) = detail.template;
-    let (phone_id, display_phone_number, verified_name) = detail.phone;
-    let (key_id, key_name) = detail.api_key;
+    let (template, phone, key) = (detail.template, detail.phone, detail.api_key);
     StatusBody {
         id: send.id,
         status: status.as_str(),
         template: TemplateRef {
-            id: template_id,
-            template_name,
-            language,
-            status: template_status,
+            id: template.id,
+            template_name: template.name,
+            language: template.language,
+            status: template.status,
         },
         phone_number: NumberRef {
-            id: phone_id,
-            display_phone_number,
-            verified_name,
+            id: phone.id,
+            display_phone_number: phone.display_phone_number,
+            verified_name: phone.verified_name,
         },
         total_recipients: counters.total(),
         sent_count: counters.sent_count(),
@@ -104,8 +102,8 @@ pub fn status_body(detail: SendDetail, full: bool) -> StatusBody {
         completed_at: send.completed_at.map(format_api_time),
         created_at: format_api_time(send.created_at),
         created_by: full.then_some(KeyRef {
-            id: key_id,
-            name: key_name,
+            id: key.id,
+            name: key.name,
         }),
         task_id: send.task_id,
         unique_recipients: u64::try_from(send.unique_recipients).unwrap_or(0),

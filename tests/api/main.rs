@@ -26,5 +26,6 @@ mod sandbox;
 mod security;
 mod send_bulk;
 mod simulator;
+mod storage;
 mod systemd;
 mod webhooks;

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use super::*;
 use crate::domain::message::{BulkStatus, EngineStep};
 use crate::storage::schema::{bulk_sends, messages};
-use crate::storage::{DbConnection, StorageError};
+use crate::storage::{status, DbConnection, StorageError};
 
 /// Cancels a send: every pending message becomes `cancelled` (in-flight ones finish), the
 /// status becomes `CANCELLED`. Returns `false` when the send had already finished.
@@ -34,9 +34,9 @@ pub fn cancel_send(
             bulk_sends::paused.eq(false),
         ))
         .execute(conn)?;
-    adjust_counters(conn, send_id, &CounterDelta::moved_many(step, n), now_ms)?;
+    status::adjust_counters(conn, send_id, &CounterDelta::moved_many(step, n), now_ms)?;
     // The status was set above, not derived, so `refresh_status` saw no change to report.
-    crate::storage::callbacks::enqueue_status_change(conn, &row, now_ms)?;
+    status::enqueue_status_change(conn, &row, now_ms)?;
     Ok(true)
 }
 
@@ -66,7 +66,7 @@ pub fn stop_send(
             bulk_sends::paused.eq(false),
         ))
         .execute(conn)?;
-    adjust_counters(conn, send_id, &CounterDelta::moved_many(step, n), now_ms)?;
+    status::adjust_counters(conn, send_id, &CounterDelta::moved_many(step, n), now_ms)?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use super::*;
 use crate::domain::message::{BulkStatus, EngineStep, MessageState};
 use crate::storage::schema::{bulk_sends, messages};
-use crate::storage::{DbConnection, StorageError};
+use crate::storage::{status, DbConnection, StorageError};
 
 /// Position of the engine's scan through a send's pending messages: `(next_attempt_at, id)`.
 pub type PendingCursor = (i64, i64);
@@ -117,7 +117,7 @@ pub fn mark_dispatching(
     .set(bulk_sends::started_at.eq(now_ms))
     .execute(conn)?;
     if started > 0 {
-        refresh_status(conn, send_id, now_ms)?;
+        status::refresh_status(conn, send_id, now_ms)?;
     }
     Ok(DispatchMarks::Marked(marked))
 }
@@ -194,5 +194,5 @@ pub fn record_outcomes(
             delta.moved(step.from(), step.to());
         }
     }
-    adjust_counters(conn, send_id, &delta, now_ms)
+    status::adjust_counters(conn, send_id, &delta, now_ms)
 }

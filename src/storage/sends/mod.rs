@@ -20,9 +20,8 @@
 use diesel::prelude::*;
 
 use crate::domain::lifecycle::StoredPhase;
-use crate::domain::message::{derive_status, BulkStatus, Counters};
-use crate::storage::schema::{bulk_sends, messages};
-use crate::storage::{DbConnection, StorageError};
+use crate::domain::message::{BulkStatus, Counters};
+use crate::storage::schema::{api_keys, bulk_sends, messages, phone_numbers, templates};
 
 mod control;
 mod create;
@@ -102,12 +101,39 @@ impl BulkSendRow {
 }
 
 /// A send with what its status object shows of its template, number and creating key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Queryable)]
 pub struct SendDetail {
     pub send: BulkSendRow,
-    pub template: (i64, String, String, String),
-    pub phone: (i64, String, String),
-    pub api_key: (i64, String),
+    pub template: TemplateSummary,
+    pub phone: NumberSummary,
+    pub api_key: KeySummary,
+}
+
+/// What a status object shows of a send's template.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = templates)]
+pub struct TemplateSummary {
+    pub id: i64,
+    pub name: String,
+    pub language: String,
+    pub status: String,
+}
+
+/// What a status object shows of a send's number.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = phone_numbers)]
+pub struct NumberSummary {
+    pub id: i64,
+    pub display_phone_number: String,
+    pub verified_name: String,
+}
+
+/// What a status object shows of the key that created a send.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+pub struct KeySummary {
+    pub id: i64,
+    pub name: String,
 }
 
 /// A message as the API lists it.
@@ -178,65 +204,6 @@ pub struct NewMessage {
 }
 
 pub use crate::domain::message::CounterDelta;
-
-/// Applies counter changes to a send and re-derives its status; returns the new status.
-pub fn adjust_counters(
-    conn: &mut DbConnection,
-    send_id: &str,
-    delta: &CounterDelta,
-    now_ms: i64,
-) -> Result<Option<BulkStatus>, StorageError> {
-    if !delta.is_zero() {
-        diesel::update(bulk_sends::table.find(send_id))
-            .set((
-                bulk_sends::pending_count.eq(bulk_sends::pending_count + delta.pending),
-                bulk_sends::sent_count.eq(bulk_sends::sent_count + delta.sent),
-                bulk_sends::delivered_count.eq(bulk_sends::delivered_count + delta.delivered),
-                bulk_sends::read_count.eq(bulk_sends::read_count + delta.read),
-                bulk_sends::failed_count.eq(bulk_sends::failed_count + delta.failed),
-                bulk_sends::cancelled_count.eq(bulk_sends::cancelled_count + delta.cancelled),
-            ))
-            .execute(conn)?;
-    }
-    refresh_status(conn, send_id, now_ms)
-}
-
-/// Re-derives a send's status from its counters and flags; sets `completed_at` the first
-/// time it settles. A change of status enqueues the client's `bulk_send.status_changed`
-/// event in the same transaction (for sends with a `callback_url`, see `callbacks`).
-pub fn refresh_status(
-    conn: &mut DbConnection,
-    send_id: &str,
-    now_ms: i64,
-) -> Result<Option<BulkStatus>, StorageError> {
-    let Some(row) = load_send(conn, send_id)? else {
-        return Ok(None);
-    };
-    let current = row.status();
-    let status = derive_status(
-        &row.counters(),
-        row.started_at.is_some(),
-        current == BulkStatus::Cancelled,
-        row.failure_reason.is_some(),
-    );
-    let completed_at = match row.completed_at {
-        None if row.is_settled() && status.is_finished() => Some(now_ms),
-        other => other,
-    };
-    if status != current || completed_at != row.completed_at {
-        diesel::update(bulk_sends::table.find(send_id))
-            .set((
-                bulk_sends::status.eq(status.as_str()),
-                bulk_sends::completed_at.eq(completed_at),
-            ))
-            .execute(conn)?;
-    }
-    if status != current {
-        // The client's event commits (or not) with the change it reports.
-        crate::storage::callbacks::enqueue_status_change(conn, &row, now_ms)?;
-    }
-    Ok(Some(status))
-}
 
 /// How a dispatch attempt ended (decided in `domain::dispatch`).
 pub use crate::domain::dispatch::Outcome;

@@ -15,38 +15,13 @@ macro_rules! detail_query {
     };
 }
 
-type DetailTuple = (
-    BulkSendRow,
-    (i64, String, String, String),
-    (i64, String, String),
-    (i64, String),
-);
-
-fn detail_from(t: DetailTuple) -> SendDetail {
-    SendDetail {
-        send: t.0,
-        template: t.1,
-        phone: t.2,
-        api_key: t.3,
-    }
-}
-
 macro_rules! detail_select {
     () => {
         (
             BulkSendRow::as_select(),
-            (
-                templates::id,
-                templates::name,
-                templates::language,
-                templates::status,
-            ),
-            (
-                phone_numbers::id,
-                phone_numbers::display_phone_number,
-                phone_numbers::verified_name,
-            ),
-            (api_keys::id, api_keys::name),
+            TemplateSummary::as_select(),
+            NumberSummary::as_select(),
+            KeySummary::as_select(),
         )
     };
 }
@@ -57,13 +32,12 @@ pub fn load_detail(
     tenant_id: i64,
     send_id: &str,
 ) -> Result<Option<SendDetail>, StorageError> {
-    let found: Option<DetailTuple> = detail_query!()
+    Ok(detail_query!()
         .filter(bulk_sends::id.eq(send_id))
         .filter(bulk_sends::tenant_id.eq(tenant_id))
         .select(detail_select!())
         .first(conn)
-        .optional()?;
-    Ok(found.map(detail_from))
+        .optional()?)
 }
 
 /// A send row by id, whatever its tenant (for the engine).
@@ -122,13 +96,13 @@ pub fn list_sends(
         }};
     }
     let count: i64 = filtered!().count().get_result(conn)?;
-    let rows: Vec<DetailTuple> = filtered!()
+    let rows: Vec<SendDetail> = filtered!()
         .order((bulk_sends::created_at.desc(), bulk_sends::id.desc()))
         .offset(offset)
         .limit(limit)
         .select(detail_select!())
         .load(conn)?;
-    Ok((count, rows.into_iter().map(detail_from).collect()))
+    Ok((count, rows))
 }
 
 /// The states an API status filter matches (`pending` covers `dispatching`).

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use super::*;
 use crate::domain::message::{apply_webhook, FailureSource, MessageState, WebhookStatus};
 use crate::storage::schema::messages;
-use crate::storage::{DbConnection, StorageError};
+use crate::storage::{status, DbConnection, StorageError};
 
 /// A status update from a Meta webhook, resolved to our message where possible.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +105,7 @@ pub fn apply_status_updates(
         }
     }
     for (send_id, delta) in &deltas {
-        adjust_counters(conn, send_id, delta, now_ms)?;
+        status::adjust_counters(conn, send_id, delta, now_ms)?;
     }
     result.touched_sends = deltas.into_iter().map(|(s, _)| s).collect();
     Ok(result)

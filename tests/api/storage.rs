@@ -1,0 +1,123 @@
+//! Storage on the database the suite runs on (SQLite, or PostgreSQL when
+//! `MINDO_TEST_POSTGRES_URL` is set): the status transition (`storage::status`) moves counters,
+//! derives the status and puts the client's event in the outbox in one transaction, and the
+//! detail read names what a status object shows.
+
+use diesel::prelude::*;
+use mindo_bulk::clock::Clock;
+use mindo_bulk::domain::message::{BulkStatus, EngineStep};
+use mindo_bulk::storage::callbacks::events_of_send;
+use mindo_bulk::storage::conn::write_transaction;
+use mindo_bulk::storage::schema::bulk_sends;
+use mindo_bulk::storage::sends::{self, CounterDelta};
+use mindo_bulk::storage::{status, StorageError};
+use serde_json::json;
+
+use crate::meta::{phones, spawn_with_meta, welcome, MetaApp, NUMBER_10K};
+
+/// A send scheduled a day ahead (nothing dispatches it) with a `callback_url`: its counters and
+/// status move only when a test moves them.
+async fn waiting_send(meta: &MetaApp, recipients: u32) -> String {
+    let mut body = welcome(NUMBER_10K, &phones(0, recipients));
+    body["callback_url"] = json!("http://127.0.0.1:9/hooks");
+    body["scheduled_at"] = json!(mindo_bulk::clock::format_api_time(
+        meta.app.clock.now_ms() + 86_400_000
+    ));
+    let (code, res) = meta.send_bulk(&body).await;
+    assert_eq!(code, 202, "{res:#}");
+    res["bulk_send_id"].as_str().unwrap().to_owned()
+}
+
+/// `n` messages moved from pending to sent, as the counters see it.
+fn sent(n: usize) -> CounterDelta {
+    CounterDelta::moved_many(EngineStep::Accepted, n)
+}
+
+#[actix_web::test]
+async fn a_status_change_commits_with_its_event_and_only_a_change_enqueues_one() {
+    let meta = spawn_with_meta().await;
+    let id = waiting_send(&meta, 3).await;
+    let now = meta.app.clock.now_ms();
+    let mut conn = meta.app.db.get().unwrap();
+    // As its first dispatch would (a send that never started stays QUEUED).
+    diesel::update(bulk_sends::table.find(&id))
+        .set(bulk_sends::started_at.eq(now))
+        .execute(&mut conn)
+        .unwrap();
+    let events_before = events_of_send(&mut conn, &id).unwrap().len();
+
+    // Derived again, QUEUED becomes PROCESSING: one event for that change; derived once more
+    // with nothing changed: none.
+    write_transaction(&mut conn, |c| status::refresh_status(c, &id, now)).unwrap();
+    let events_before = events_before + 1;
+    assert_eq!(events_of_send(&mut conn, &id).unwrap().len(), events_before);
+    let unchanged = write_transaction(&mut conn, |c| status::refresh_status(c, &id, now)).unwrap();
+    assert_eq!(unchanged, Some(BulkStatus::Processing));
+    assert_eq!(events_of_send(&mut conn, &id).unwrap().len(), events_before);
+
+    // The transaction fails after the counters moved: neither the change nor its event stays.
+    let failed: Result<(), StorageError> = write_transaction(&mut conn, |c| {
+        let s = status::adjust_counters(c, &id, &sent(3), now)?;
+        assert_eq!(s, Some(BulkStatus::Completed), "inside the transaction");
+        Err(StorageError::Cancelled)
+    });
+    assert!(failed.is_err());
+    let row = sends::load_send(&mut conn, &id).unwrap().unwrap();
+    assert_eq!((row.status(), row.sent_count), (BulkStatus::Processing, 0));
+    assert_eq!(events_of_send(&mut conn, &id).unwrap().len(), events_before);
+
+    // Committed: the status, `completed_at` and one `status_changed` event whose data is the
+    // new status object.
+    let s = write_transaction(&mut conn, |c| {
+        status::adjust_counters(c, &id, &sent(3), now)
+    })
+    .unwrap();
+    assert_eq!(s, Some(BulkStatus::Completed));
+    let row = sends::load_send(&mut conn, &id).unwrap().unwrap();
+    assert_eq!(row.sent_count, 3);
+    assert_eq!(row.completed_at, Some(now));
+    let events = events_of_send(&mut conn, &id).unwrap();
+    assert_eq!(events.len(), events_before + 1);
+    let event = events.last().unwrap();
+    assert_eq!(event.event, "bulk_send.status_changed");
+    let body: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+    assert_eq!(body["data"]["status"], "COMPLETED", "{body:#}");
+    assert_eq!(body["data"]["sent_count"], 3, "{body:#}");
+
+    // Derived again with nothing changed: no second event.
+    write_transaction(&mut conn, |c| status::refresh_status(c, &id, now + 1)).unwrap();
+    assert_eq!(
+        events_of_send(&mut conn, &id).unwrap().len(),
+        events_before + 1
+    );
+}
+
+#[actix_web::test]
+async fn the_detail_read_names_the_template_number_and_key() {
+    let meta = spawn_with_meta().await;
+    let id = waiting_send(&meta, 1).await;
+    let status = meta.status(&id).await;
+    let mut conn = meta.app.db.get().unwrap();
+    let tenant = sends::load_send(&mut conn, &id).unwrap().unwrap().tenant_id;
+    let detail = sends::load_detail(&mut conn, tenant, &id).unwrap().unwrap();
+    assert_eq!(detail.send.id, id);
+    assert_eq!(status["template"]["id"], detail.template.id);
+    assert_eq!(status["template"]["template_name"], detail.template.name);
+    assert_eq!(status["template"]["language"], detail.template.language);
+    assert_eq!(status["template"]["status"], detail.template.status);
+    assert_eq!(status["phone_number"]["id"], detail.phone.id);
+    assert_eq!(
+        status["phone_number"]["display_phone_number"],
+        detail.phone.display_phone_number
+    );
+    assert_eq!(
+        status["phone_number"]["verified_name"],
+        detail.phone.verified_name
+    );
+    assert_eq!(status["created_by"]["id"], detail.api_key.id);
+    assert_eq!(status["created_by"]["name"], detail.api_key.name);
+    // Another tenant's id does not read it.
+    assert!(sends::load_detail(&mut conn, tenant + 1, &id)
+        .unwrap()
+        .is_none());
+}
