@@ -105,20 +105,6 @@ impl MessageState {
         }
     }
 
-    /// Whether the message still waits for the engine (pending or in flight): what `pending_count`
-    /// counts and what keeps a send `PROCESSING`.
-    pub fn is_pending(self) -> bool {
-        matches!(self, MessageState::Pending | MessageState::Dispatching)
-    }
-
-    /// Whether Meta accepted the message (sent, delivered or read): what `sent_count` counts.
-    pub fn is_accepted(self) -> bool {
-        matches!(
-            self,
-            MessageState::Sent | MessageState::Delivered | MessageState::Read
-        )
-    }
-
     /// Position in the delivery funnel, for monotonic webhooks: pending/dispatching 0, sent 1,
     /// delivered 2, read 3; `None` for failed and cancelled.
     fn funnel_rank(self) -> Option<u8> {
@@ -404,15 +390,6 @@ impl CounterDelta {
 }
 
 impl Counters {
-    /// Counters for a set of messages (e.g. rebuilt from the database).
-    pub fn from_states<I: IntoIterator<Item = MessageState>>(states: I) -> Counters {
-        let mut counters = Counters::default();
-        for state in states {
-            counters.add(state);
-        }
-        counters
-    }
-
     /// Counts one more message in `state` (a new recipient starts as `pending`).
     pub fn add(&mut self, state: MessageState) {
         let slot = self.slot_mut(state);
@@ -537,18 +514,6 @@ impl BulkStatus {
         }
     }
 
-    /// The lowercase name, used only by the create response (`"status": "queued"`).
-    pub fn as_lowercase_str(self) -> &'static str {
-        match self {
-            BulkStatus::Queued => "queued",
-            BulkStatus::Processing => "processing",
-            BulkStatus::Completed => "completed",
-            BulkStatus::Partial => "partial",
-            BulkStatus::Failed => "failed",
-            BulkStatus::Cancelled => "cancelled",
-        }
-    }
-
     /// Whether the send is over: nothing more will be dispatched (late webhooks may still move it
     /// between `COMPLETED`, `PARTIAL` and `FAILED`).
     pub fn is_finished(self) -> bool {
@@ -622,6 +587,15 @@ pub fn derive_status(
 mod tests {
     use super::*;
     use MessageState::*;
+
+    /// Counters for a set of messages.
+    fn from_states<I: IntoIterator<Item = MessageState>>(states: I) -> Counters {
+        let mut counters = Counters::default();
+        for state in states {
+            counters.add(state);
+        }
+        counters
+    }
 
     const ALL_WEBHOOKS: [WebhookStatus; 4] = [
         WebhookStatus::Sent,
@@ -754,7 +728,10 @@ mod tests {
                 for source in [FailureSource::Meta, FailureSource::Local] {
                     if let Some(next) = apply_webhook(current, status, source) {
                         assert_ne!(next, current, "a move must change the state");
-                        assert!(!next.is_pending(), "webhooks never make a message pending");
+                        assert!(
+                            !matches!(next, MessageState::Pending | MessageState::Dispatching),
+                            "webhooks never make a message pending"
+                        );
                         if let (Some(a), Some(b)) = (current.funnel_rank(), next.funnel_rank()) {
                             assert!(b > a, "{current} -> {next}");
                         }
@@ -787,21 +764,21 @@ mod tests {
     #[test]
     fn progress_rounding_and_edges() {
         assert_eq!(Counters::default().progress_percentage(), 100.0);
-        let mut c = Counters::from_states([Pending, Pending, Sent]);
+        let mut c = from_states([Pending, Pending, Sent]);
         assert_eq!(c.progress_percentage(), 33.33);
         c.apply(Pending, Sent);
         assert_eq!(c.progress_percentage(), 66.67);
         c.apply(Pending, Failed);
         assert_eq!(c.progress_percentage(), 100.0);
-        let all_pending = Counters::from_states([Pending, Dispatching]);
+        let all_pending = from_states([Pending, Dispatching]);
         assert_eq!(all_pending.progress_percentage(), 0.0);
     }
 
     #[test]
     fn apply_refuses_to_move_from_an_empty_bucket() {
-        let mut c = Counters::from_states([Pending]);
+        let mut c = from_states([Pending]);
         assert!(!c.apply(Sent, Delivered));
-        assert_eq!(c, Counters::from_states([Pending]));
+        assert_eq!(c, from_states([Pending]));
         assert!(c.apply(Pending, Dispatching), "same bucket");
         assert_eq!(c.pending, 1);
     }
@@ -813,7 +790,7 @@ mod tests {
     fn counters_always_add_up() {
         let n = 40usize;
         let mut states = vec![Pending; n];
-        let mut counters = Counters::from_states(states.iter().copied());
+        let mut counters = from_states(states.iter().copied());
         let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..20_000 {
             seed ^= seed << 13;
@@ -846,7 +823,7 @@ mod tests {
                     *slot = next;
                 }
             }
-            assert_eq!(counters, Counters::from_states(states.iter().copied()));
+            assert_eq!(counters, from_states(states.iter().copied()));
             assert_eq!(
                 counters.sent_count()
                     + counters.failed_count()
@@ -862,8 +839,7 @@ mod tests {
     fn bulk_status_names() {
         for s in BulkStatus::ALL {
             assert_eq!(s.as_str().parse(), Ok(s));
-            assert_eq!(s.as_lowercase_str().parse(), Ok(s));
-            assert_eq!(s.as_str().to_ascii_lowercase(), s.as_lowercase_str());
+            assert_eq!(s.as_str().to_ascii_lowercase().parse(), Ok(s));
             assert_eq!(
                 serde_json::to_value(s).unwrap(),
                 serde_json::json!(s.as_str())
@@ -880,7 +856,7 @@ mod tests {
 
     #[test]
     fn derive_status_lifecycle() {
-        let mut c = Counters::from_states([Pending, Pending, Pending]);
+        let mut c = from_states([Pending, Pending, Pending]);
         assert_eq!(derive_status(&c, false, false, false), BulkStatus::Queued);
         assert_eq!(
             derive_status(&c, true, false, false),
@@ -900,7 +876,7 @@ mod tests {
         c.apply(Delivered, Failed);
         assert_eq!(derive_status(&c, true, false, false), BulkStatus::Partial);
         // Read cannot fail, so this send can never become FAILED; build one that can.
-        let all_failed = Counters::from_states([Failed, Failed]);
+        let all_failed = from_states([Failed, Failed]);
         assert_eq!(
             derive_status(&all_failed, true, false, false),
             BulkStatus::Failed
@@ -909,12 +885,12 @@ mod tests {
 
     #[test]
     fn derive_status_flags() {
-        let c = Counters::from_states([Pending, Sent, Failed]);
+        let c = from_states([Pending, Sent, Failed]);
         assert_eq!(derive_status(&c, true, true, false), BulkStatus::Cancelled);
         assert_eq!(derive_status(&c, true, true, true), BulkStatus::Cancelled);
         assert_eq!(derive_status(&c, true, false, true), BulkStatus::Failed);
         assert_eq!(derive_status(&c, false, false, true), BulkStatus::Failed);
-        let done = Counters::from_states([Sent, Sent]);
+        let done = from_states([Sent, Sent]);
         assert_eq!(derive_status(&done, true, false, true), BulkStatus::Failed);
         // Nothing to send at all.
         assert_eq!(
@@ -922,7 +898,7 @@ mod tests {
             BulkStatus::Completed
         );
         // Dispatching counts as pending.
-        let in_flight = Counters::from_states([Dispatching, Sent]);
+        let in_flight = from_states([Dispatching, Sent]);
         assert_eq!(
             derive_status(&in_flight, true, false, false),
             BulkStatus::Processing
@@ -931,9 +907,9 @@ mod tests {
 
     #[test]
     fn derive_status_ignores_cancelled_when_judging_all_failed() {
-        let c = Counters::from_states([Failed, Cancelled]);
+        let c = from_states([Failed, Cancelled]);
         assert_eq!(derive_status(&c, true, false, false), BulkStatus::Failed);
-        let c = Counters::from_states([Failed, Sent, Cancelled]);
+        let c = from_states([Failed, Sent, Cancelled]);
         assert_eq!(derive_status(&c, true, false, false), BulkStatus::Partial);
     }
 }
