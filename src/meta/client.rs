@@ -44,13 +44,6 @@ pub enum GraphError {
     Transport(String),
 }
 
-impl GraphError {
-    /// Whether Meta said the token is invalid or expired.
-    pub fn is_token_invalid(&self) -> bool {
-        matches!(self, GraphError::Meta(e) if e.code == 190 || e.code == 0)
-    }
-}
-
 /// A phone number as the Graph API describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhoneNumberInfo {
