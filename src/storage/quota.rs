@@ -1,27 +1,42 @@
 //! The portfolio's quota ledger: who was messaged when, for the moving 24 h window.
 
 use diesel::prelude::*;
+use diesel::upsert::excluded;
 
 use super::schema::quota_ledger;
 use super::{DbConnection, StorageError};
 use crate::with_backend;
 
+/// Records that a portfolio messaged `recipients` at `now_ms`: one upsert per chunk.
 pub(crate) fn record_quota(
     conn: &mut DbConnection,
     portfolio_id: &str,
-    recipient: &str,
+    recipients: &[&str],
     now_ms: i64,
 ) -> Result<(), StorageError> {
-    let insert = diesel::insert_into(quota_ledger::table)
-        .values((
-            quota_ledger::portfolio_id.eq(portfolio_id),
-            quota_ledger::recipient.eq(recipient),
-            quota_ledger::last_sent_at.eq(now_ms),
-        ))
-        .on_conflict((quota_ledger::portfolio_id, quota_ledger::recipient))
-        .do_update()
-        .set(quota_ledger::last_sent_at.eq(now_ms));
-    with_backend!(conn, |c| insert.execute(c))?;
+    // One row per recipient in a statement (PostgreSQL refuses an upsert that touches a row
+    // twice).
+    let mut unique: Vec<&str> = recipients.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    for chunk in unique.chunks(super::sends::INSERT_CHUNK) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|recipient| {
+                (
+                    quota_ledger::portfolio_id.eq(portfolio_id),
+                    quota_ledger::recipient.eq(*recipient),
+                    quota_ledger::last_sent_at.eq(now_ms),
+                )
+            })
+            .collect();
+        let insert = diesel::insert_into(quota_ledger::table)
+            .values(&rows)
+            .on_conflict((quota_ledger::portfolio_id, quota_ledger::recipient))
+            .do_update()
+            .set(quota_ledger::last_sent_at.eq(excluded(quota_ledger::last_sent_at)));
+        with_backend!(conn, |c| insert.execute(c))?;
+    }
     Ok(())
 }
 

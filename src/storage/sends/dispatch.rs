@@ -6,6 +6,10 @@ use super::*;
 use crate::domain::message::{BulkStatus, EngineStep, MessageState};
 use crate::storage::schema::{bulk_sends, messages};
 use crate::storage::{status, DbConnection, StorageError};
+use crate::with_backend;
+
+/// Messages marked `dispatching` by one statement at most (SQLite binds each id).
+const MARK_CHUNK: usize = 500;
 
 /// Position of the engine's scan through a send's pending messages: `(next_attempt_at, id)`.
 pub type PendingCursor = (i64, i64);
@@ -94,21 +98,34 @@ pub fn mark_dispatching(
     if send.paused || send.failure_reason.is_some() || send.status() == BulkStatus::Cancelled {
         return Ok(DispatchMarks::Held);
     }
-    let mut marked = Vec::with_capacity(granted.len());
-    for (id, recipient) in granted {
-        let step = EngineStep::StartDispatch;
-        let moved = diesel::update(message_in_state(*id, step.from().as_str()))
-            .set((
-                messages::state.eq(step.to().as_str()),
-                messages::attempts.eq(messages::attempts + 1),
-                messages::dispatched_at.eq(now_ms),
-            ))
-            .execute(conn)?;
-        if moved == 1 {
-            marked.push(*id);
-            crate::storage::quota::record_quota(conn, portfolio_id, recipient, now_ms)?;
-        }
+    // One statement per chunk for the whole grant (the guard is the source state: a message a
+    // webhook or a control moved meanwhile is not marked), then one upsert into the quota
+    // ledger for the recipients of the messages marked.
+    let step = EngineStep::StartDispatch;
+    let mut marked: Vec<i64> = Vec::with_capacity(granted.len());
+    for chunk in granted.chunks(MARK_CHUNK) {
+        let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+        let update = diesel::update(
+            messages::table
+                .filter(messages::id.eq_any(&ids))
+                .filter(messages::state.eq(step.from().as_str())),
+        )
+        .set((
+            messages::state.eq(step.to().as_str()),
+            messages::attempts.eq(messages::attempts + 1),
+            messages::dispatched_at.eq(now_ms),
+        ))
+        .returning(messages::id);
+        let moved: Vec<i64> = with_backend!(conn, |c| update.get_results(c))?;
+        marked.extend(moved);
     }
+    let marked_set: std::collections::HashSet<i64> = marked.iter().copied().collect();
+    let recipients: Vec<&str> = granted
+        .iter()
+        .filter(|(id, _)| marked_set.contains(id))
+        .map(|(_, recipient)| recipient.as_str())
+        .collect();
+    crate::storage::quota::record_quota(conn, portfolio_id, &recipients, now_ms)?;
     let started = diesel::update(
         bulk_sends::table
             .find(send_id)
