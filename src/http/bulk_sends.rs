@@ -13,12 +13,12 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorCode};
+use super::state::AppState;
 use crate::clock::format_api_time;
 use crate::domain::message::BulkStatus;
 use crate::engine::bulk_send::{ControlAction, ControlOutcome};
 use crate::engine::EngineError;
-use crate::startup::AppState;
 use crate::storage::sends::{self, ListFilter, MessageRow, SendDetail};
 use crate::storage::status_object::{status_body, StatusBody};
 
@@ -627,7 +627,7 @@ async fn control(
     let already_finished = || {
         ApiError::new(
             StatusCode::CONFLICT,
-            "already_finished",
+            ErrorCode::AlreadyFinished,
             format!("the bulk send is already {}", detail.send.status),
         )
     };

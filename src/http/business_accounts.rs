@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
+use super::state::AppState;
 use crate::domain::eta::WINDOW_MS;
 use crate::domain::template::{TemplateSpec, VariableInfo};
 use crate::domain::tier::Tier;
-use crate::startup::AppState;
 use crate::storage::accounts::{self, PhoneNumber, Template};
 use crate::storage::StorageError;
 
