@@ -9,7 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
+use super::openapi::KeyErrors;
 use super::state::AppState;
 use crate::domain::eta::WINDOW_MS;
 use crate::domain::template::{TemplateSpec, VariableInfo};
@@ -85,8 +86,7 @@ struct TemplateBody {
     operation_id = "business_accounts",
     responses(
         (status = 200, description = "The tenant's WABAs, their numbers with quota, and their APPROVED templates.", body = Body),
-        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
+        KeyErrors,
     ),
     security(("api_key" = [])),
 )]

@@ -472,4 +472,57 @@ mod tests {
         assert!(serde_json::from_str::<Vec<RawRecipient>>(r#"[{"phone": "+1",}]"#).is_err());
         assert!(serde_json::from_str::<Vec<RawRecipient>>(r#"[{"phone": }]"#).is_err());
     }
+
+    #[test]
+    fn validation_reports_each_problem_in_order_and_keeps_the_first_of_each_number() {
+        let components = serde_json::json!([{"type": "BODY", "text": "Hola {{name}}",
+            "example": {"body_text_named_params": [{"param_name": "name", "example": "Ana"}]}}]);
+        let spec = TemplateSpec::from_meta(Some("NAMED"), &components).unwrap();
+        let long = format!("+1{}", "9".repeat(80));
+        let recipients = read(&format!(
+            r#"[
+                {{"phone": "+54 9 11 3000-0001", "variables": {{"name": "Ana"}}}},
+                {{"phone": "{long}", "variables": {{"name": 5, "zz": "x"}}, "button_variables": []}},
+                {{"phone": "0054 9 11 3000 0001", "variables": {{"name": "Bea"}}}},
+                {{"variables": {{"nombre": "Ana"}}}},
+                7
+            ]"#
+        ));
+        let validated = validate(recipients, &spec);
+        let phones: Vec<&str> = validated.unique.iter().map(|r| r.phone.as_str()).collect();
+        assert_eq!(phones, ["+5491130000001"]);
+        assert_eq!(validated.unique[0].variables, r#"{"name":"Ana"}"#);
+        assert_eq!(validated.invalid, 3);
+        let errors: Vec<serde_json::Value> = validated
+            .errors
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect();
+        let phone_reason = E164::parse(&long).unwrap_err().reason();
+        assert_eq!(
+            errors,
+            [
+                serde_json::json!({"index": 1, "field": "phone", "value": &long[..64], "reason": phone_reason}),
+                serde_json::json!({"index": 1, "field": "variables.name", "reason": "must be a string, not a number"}),
+                serde_json::json!({"index": 1, "field": "button_variables", "reason": "must be an object of strings, not an array"}),
+                serde_json::json!({"index": 3, "field": "phone", "reason": "is required"}),
+                errors[4].clone(),
+                errors[5].clone(),
+                serde_json::json!({"index": 4, "field": "recipient", "reason": "must be an object with a phone"}),
+            ]
+        );
+        assert_eq!(errors[4]["index"], 3);
+        assert_eq!(errors[4]["field"], "variables.name");
+        assert_eq!(errors[5]["field"], "variables.nombre");
+        assert_eq!(errors[5]["index"], 3);
+    }
+
+    #[test]
+    fn at_most_one_problem_more_than_shown_is_kept() {
+        let spec = TemplateSpec::from_meta(Some("POSITIONAL"), &serde_json::json!([])).unwrap();
+        let recipients = read(&format!("[{}1]", "null, ".repeat(500)));
+        let validated = validate(recipients, &spec);
+        assert_eq!(validated.invalid, 501);
+        assert_eq!(validated.errors.len(), MAX_ERRORS + 1);
+    }
 }

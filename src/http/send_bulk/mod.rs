@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody, ErrorCode, ErrorItem};
+use super::openapi::SendKeyErrors;
 use super::recipients;
 use super::state::AppState;
 use crate::clock::format_api_time;
@@ -64,9 +65,7 @@ const PREVIEW_RECIPIENTS: usize = 5;
         )),
         (status = 200, description = "A dry run: validated, nothing stored.", body = CreateResponse),
         (status = 400, description = "`validation_error`, `invalid_recipients` (with `errors`), `template_not_approved`, `template_not_supported`.", body = ErrorBody),
-        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
-        (status = 403, description = "`forbidden`: the key may only read.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
+        SendKeyErrors,
         (status = 404, description = "`phone_number_not_found` or `template_not_found`.", body = ErrorBody),
         (status = 409, description = "`idempotency_in_progress`.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
