@@ -46,8 +46,7 @@ struct NumberBody {
     display_phone_number: String,
     verified_name: String,
     is_primary: bool,
-    #[schema(value_type = Tier)]
-    messaging_limit_tier: &'static str,
+    messaging_limit_tier: Tier,
     quality_rating: String,
     throughput_mps: u32,
     quota: QuotaBody,
@@ -158,7 +157,7 @@ fn number_body(n: &PhoneNumber, used: i64) -> NumberBody {
         display_phone_number: n.display_phone_number.clone(),
         verified_name: n.verified_name.clone(),
         is_primary: n.is_primary,
-        messaging_limit_tier: tier.as_api_str(),
+        messaging_limit_tier: tier,
         quality_rating: n.quality_rating.clone(),
         throughput_mps: n.effective_mps(),
         quota,
