@@ -293,6 +293,11 @@ impl ApiError {
         )
     }
 
+    /// The error as a response value (for handlers that answer with a plain response).
+    pub fn error_response_owned(&self) -> HttpResponse {
+        ResponseError::error_response(self)
+    }
+
     /// The JSON body.
     pub fn body(&self) -> Vec<u8> {
         let shown = &self.errors[..self.errors.len().min(MAX_ERRORS)];

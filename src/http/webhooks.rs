@@ -200,10 +200,3 @@ fn unsigned() -> ApiError {
         "the X-Hub-Signature-256 header is missing or does not match the body",
     )
 }
-
-impl ApiError {
-    /// The error as a response value (for handlers that answer with a plain response).
-    pub fn error_response_owned(&self) -> HttpResponse {
-        actix_web::ResponseError::error_response(self)
-    }
-}

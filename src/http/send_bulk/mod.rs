@@ -5,6 +5,10 @@
 //! else is looked at), then the body is parsed and every recipient validated off the async
 //! executor (phone parsing is CPU work), then the send is stored together with the key's
 //! answer. A refused request releases its key: nothing was created, the key may be reused.
+//!
+//! `request` reads the body and checks the request's own fields; recipients are checked by
+//! `http::recipients` (over `domain::recipients`); `response` is the answer's body, with the
+//! quota and ETA it reports.
 
 mod request;
 mod response;
