@@ -14,15 +14,17 @@
 //!   created on first start; checked against the database at every start.
 //! - [`startup`] — `Application::build(config)` → a bound server; `run_until_stopped()`.
 //! - [`clock`] — time as an injectable dependency.
-//! - [`domain`] — pure types and rules (API keys, phones, templates, tiers, message states
-//!   and engine steps, what a send does with Meta's answers, pacing, ETA), unit-tested, no I/O.
+//! - [`domain`] — pure types and rules (API keys, phones, a send's recipients, templates,
+//!   tiers, message states and engine steps, what a send does with Meta's answers, pacing,
+//!   ETA), unit-tested, no I/O.
 //! - [`engine`] — the actors (supervisor, bulk sends, phone limiters), the DB writer, webhook
 //!   ingestion (what a Meta notification changes, applied in one write), and client callback
 //!   delivery (signed events to a send's `callback_url`, retried, from a persisted outbox).
 //! - [`meta`] — Meta's Cloud API: Graph client, error classification, webhook payloads.
-//! - [`http`] — actix-web routes, the `X-API-Key` extractor, the documented error body, the
-//!   operator endpoints (`/metrics`, `/openapi.json`) and the OpenAPI document; send-bulk's
-//!   gate of concurrent creates and its reader of recipients into compact records.
+//! - [`http`] — actix-web routes, the handlers' shared state, the `X-API-Key` extractor, the
+//!   documented error body (its codes an enum), the operator endpoints (`/metrics`,
+//!   `/openapi.json`) and the OpenAPI document; send-bulk's gate of concurrent creates and
+//!   its reader of recipients into compact records.
 //! - [`sync`] — WABA sync: numbers, templates and portfolio read from the Graph API.
 //! - [`storage`] — diesel over SQLite or PostgreSQL, migrations, one file per aggregate.
 //! - [`simulator`] — the Meta simulator (Graph API endpoints, limits, signed status webhooks,

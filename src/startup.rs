@@ -18,28 +18,11 @@ use anyhow::Context;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
-use crate::domain::secret_box::SecretKey;
 use crate::engine::Engine;
 use crate::http;
 use crate::http::limits::TenantLimits;
+use crate::http::state::AppState;
 use crate::storage::Db;
-
-/// What every request handler can reach.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    pub db: Db,
-    pub config: Arc<Config>,
-    pub clock: SharedClock,
-    pub engine: Engine,
-    /// The key that encrypts secrets at rest.
-    pub secret_key: SecretKey,
-    /// Every tenant's request budget.
-    pub tenant_limits: Arc<TenantLimits>,
-    /// Set when a clean stop begins: new sends are refused (503) from then on.
-    pub draining: Arc<AtomicBool>,
-    /// Bounds the send-bulk requests that hold their body in memory at once.
-    pub create_gate: http::create_gate::CreateGate,
-}
 
 /// A bound, not yet running, daemon.
 pub struct Application {

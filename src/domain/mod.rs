@@ -3,6 +3,8 @@
 //!
 //! - `api_key`: the key format, generation, hashing and constant-time verification.
 //! - `phone`: recipients' numbers, normalised to E.164 with a numbering-plan library.
+//! - `recipients`: a send's recipients checked (phones in parallel, values against the
+//!   template) and deduplicated, the first occurrence winning.
 //! - `template`: a Meta template's expected parameters, validation and rendering.
 //! - `tier`: Meta's messaging-limit tiers and throughput levels.
 //! - `message`: the per-message state machine, counters and the bulk-send status.
@@ -24,6 +26,7 @@ pub mod lifecycle;
 pub mod message;
 pub mod pacing;
 pub mod phone;
+pub mod recipients;
 pub mod secret_box;
 pub mod template;
 pub mod tier;

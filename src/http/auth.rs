@@ -7,7 +7,7 @@ use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::error::ApiError;
-use crate::startup::AppState;
+use super::state::AppState;
 use crate::storage::tenants::{self, Principal};
 
 /// The header that carries the key.

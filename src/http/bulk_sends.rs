@@ -13,12 +13,12 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorCode};
+use super::openapi::{ControlErrors, FilterErrors, KeyErrors, UnknownSendErrors};
+use super::state::AppState;
 use crate::clock::format_api_time;
-use crate::domain::message::BulkStatus;
 use crate::engine::bulk_send::{ControlAction, ControlOutcome};
 use crate::engine::EngineError;
-use crate::startup::AppState;
 use crate::storage::sends::{self, ListFilter, MessageRow, SendDetail};
 use crate::storage::status_object::{status_body, StatusBody};
 
@@ -29,16 +29,21 @@ const MAX_PAGE: i64 = 10_000_000;
 /// Rows read per database round trip while exporting.
 const EXPORT_CHUNK: i64 = 5_000;
 
-/// A bulk-send id from the path. Ours are UUIDs: anything else is unknown (404) without a
-/// query, so that no text the database cannot hold (a NUL, for PostgreSQL) reaches it.
-#[derive(Debug)]
-pub struct SendId(String);
+/// The `{bulk_send_id}` path parameter. Ours are UUIDs: anything else is unknown (404)
+/// without a query, so that no text the database cannot hold (a NUL, for PostgreSQL)
+/// reaches it.
+#[derive(Debug, IntoParams)]
+#[into_params(names("bulk_send_id"), parameter_in = Path)]
+pub struct BulkSendId(
+    /// The send's id (a UUID).
+    String,
+);
 
-impl<'de> Deserialize<'de> for SendId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SendId, D::Error> {
+impl<'de> Deserialize<'de> for BulkSendId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<BulkSendId, D::Error> {
         let text = String::deserialize(d)?;
         uuid::Uuid::try_parse(&text)
-            .map(|id| SendId(id.to_string()))
+            .map(|id| BulkSendId(id.to_string()))
             .map_err(serde::de::Error::custom)
     }
 }
@@ -60,8 +65,7 @@ async fn load_detail(state: &AppState, tenant_id: i64, id: String) -> Result<Sen
     params(BulkSendId),
     responses(
         (status = 200, description = "The send's status object.", body = StatusBody),
-        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
+        KeyErrors,
         (status = 404, description = "`not_found`: unknown id, or another tenant's.", body = ErrorBody),
     ),
     security(("api_key" = [])),
@@ -69,7 +73,7 @@ async fn load_detail(state: &AppState, tenant_id: i64, id: String) -> Result<Sen
 pub async fn status(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
-    path: web::Path<SendId>,
+    path: web::Path<BulkSendId>,
 ) -> Result<HttpResponse, ApiError> {
     let detail = load_detail(&state, principal.tenant_id, path.into_inner().0).await?;
     Ok(HttpResponse::Ok().json(status_body(detail, true)))
@@ -111,13 +115,7 @@ impl Paging {
     }
 
     /// The paging envelope with absolute `next`/`previous` URLs.
-    fn envelope(
-        &self,
-        req: &HttpRequest,
-        path: &str,
-        count: i64,
-        results: Vec<Value>,
-    ) -> Page<Value> {
+    fn envelope<T>(&self, req: &HttpRequest, path: &str, count: i64, results: Vec<T>) -> Page<T> {
         let link = |page: i64| page_url(req, path, page);
         let next = (self.page.saturating_mul(self.size) < count).then(|| link(self.page + 1));
         let previous = (self.page > 1).then(|| link(self.page - 1));
@@ -144,15 +142,6 @@ struct Page<T> {
     results: Vec<T>,
 }
 
-/// The `{bulk_send_id}` path parameter.
-#[derive(IntoParams)]
-#[into_params(names("bulk_send_id"), parameter_in = Path)]
-#[allow(dead_code)]
-struct BulkSendId(
-    /// The send's id (a UUID).
-    String,
-);
-
 /// The request's own URL (canonical path) with `page` replaced.
 fn page_url(req: &HttpRequest, path: &str, page: i64) -> String {
     let info = req.connection_info();
@@ -174,10 +163,9 @@ fn page_url(req: &HttpRequest, path: &str, page: i64) -> String {
     url.to_string()
 }
 
-/// A send's status as the list filter takes it (documentation only).
-#[derive(ToSchema)]
-#[schema(rename_all = "UPPERCASE")]
-#[allow(dead_code)]
+/// A send's status as the list filter takes it.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
 enum SendStatusFilter {
     Queued,
     Processing,
@@ -187,10 +175,9 @@ enum SendStatusFilter {
     Cancelled,
 }
 
-/// A message's status as the messages filter takes it (documentation only).
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
+/// A message's status as the messages filter takes it.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 enum MessageStatusFilter {
     Pending,
     Sent,
@@ -198,6 +185,12 @@ enum MessageStatusFilter {
     Read,
     Failed,
     Cancelled,
+}
+
+/// `value` as a variant of the filter enum `T`: exactly the names its schema lists.
+fn filter_value<T: serde::de::DeserializeOwned>(value: &str) -> Option<T> {
+    use serde::de::value::{Error, StrDeserializer};
+    T::deserialize(StrDeserializer::<Error>::new(value)).ok()
 }
 
 /// `GET …/bulk-sends/` query. Read as text and checked by hand (so that a bad value gets a
@@ -237,9 +230,8 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "The tenant's sends, newest first; items leave out `estimated_time_minutes`, `started_at` and `created_by`.", body = Page<StatusBody>),
-        (status = 400, description = "`validation_error`: a bad filter or paging value.", body = ErrorBody),
-        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
+        KeyErrors,
+        FilterErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -255,10 +247,8 @@ pub async fn list(
         status: match q.status {
             None => None,
             Some(s) => Some(
-                s.parse::<BulkStatus>()
-                    .ok()
-                    .filter(|st| st.as_str() == s)
-                    .map(|st| st.as_str().to_owned())
+                filter_value::<SendStatusFilter>(&s)
+                    .map(|_| s)
                     .ok_or_else(|| {
                         ApiError::validation(
                             "status must be one of QUEUED, PROCESSING, COMPLETED, PARTIAL, FAILED, CANCELLED",
@@ -298,10 +288,7 @@ pub async fn list(
         .db
         .run(move |conn| sends::list_sends(conn, tenant_id, &filter, offset, size))
         .await?;
-    let results = rows
-        .into_iter()
-        .map(|d| serde_json::to_value(status_body(d, false)).unwrap_or(Value::Null))
-        .collect();
+    let results = rows.into_iter().map(|d| status_body(d, false)).collect();
     Ok(HttpResponse::Ok().json(paging.envelope(
         &req,
         "/api/v1/meta-templates/bulk-sends/",
@@ -394,10 +381,9 @@ pub struct MessagesQuery {
     params(BulkSendId, MessagesQuery),
     responses(
         (status = 200, description = "A page of the send's messages, in recipient order.", body = Page<MessageBody>),
-        (status = 400, description = "`validation_error`: a bad filter or paging value.", body = ErrorBody),
-        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
-        (status = 404, description = "`not_found`.", body = ErrorBody),
+        KeyErrors,
+        FilterErrors,
+        UnknownSendErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -405,7 +391,7 @@ pub async fn messages(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
     req: HttpRequest,
-    path: web::Path<SendId>,
+    path: web::Path<BulkSendId>,
     query: web::Query<MessagesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner().0;
@@ -413,11 +399,15 @@ pub async fn messages(
     let paging = Paging::parse(q.page.as_deref(), q.page_size.as_deref())?;
     let states = match q.status.as_deref() {
         None => None,
-        Some(s) => Some(sends::states_for_filter(s).ok_or_else(|| {
-            ApiError::validation(
-                "status must be one of pending, sent, delivered, read, failed, cancelled",
-            )
-        })?),
+        Some(s) => Some(
+            filter_value::<MessageStatusFilter>(s)
+                .and_then(|_| sends::states_for_filter(s))
+                .ok_or_else(|| {
+                    ApiError::validation(
+                        "status must be one of pending, sent, delivered, read, failed, cancelled",
+                    )
+                })?,
+        ),
     };
     let detail = load_detail(&state, principal.tenant_id, id.clone()).await?;
     let (offset, size) = (paging.offset(), paging.size);
@@ -426,10 +416,7 @@ pub async fn messages(
         .db
         .run(move |conn| sends::messages_page(conn, &send_id, states, offset, size))
         .await?;
-    let results = rows
-        .into_iter()
-        .map(|m| serde_json::to_value(message_body(m)).unwrap_or(Value::Null))
-        .collect();
+    let results = rows.into_iter().map(message_body).collect::<Vec<_>>();
     let path = format!("/api/v1/meta-templates/bulk-sends/{id}/messages/");
     Ok(HttpResponse::Ok().json(paging.envelope(&req, &path, count, results)))
 }
@@ -443,16 +430,15 @@ pub async fn messages(
     params(BulkSendId),
     responses(
         (status = 200, description = "Every message as CSV (a header row, then the message fields in recipient order).", content_type = "text/csv", body = String),
-        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
-        (status = 404, description = "`not_found`.", body = ErrorBody),
+        KeyErrors,
+        UnknownSendErrors,
     ),
     security(("api_key" = [])),
 )]
 pub async fn export(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,
-    path: web::Path<SendId>,
+    path: web::Path<BulkSendId>,
 ) -> Result<HttpResponse, ApiError> {
     let detail = load_detail(&state, principal.tenant_id, path.into_inner().0).await?;
     let send_id = detail.send.id;
@@ -547,19 +533,14 @@ fn csv_line(fields: &[&str]) -> Vec<u8> {
     params(BulkSendId),
     responses(
         (status = 200, description = "Cancels the send: pending messages become `cancelled`; none is dispatched after the 200. The status object after it.", body = StatusBody),
-        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
-        (status = 403, description = "`forbidden`: the key may only read.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
-        (status = 404, description = "`not_found`.", body = ErrorBody),
-        (status = 409, description = "`already_finished`.", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`.", body = ErrorBody),
+        ControlErrors,
     ),
     security(("api_key" = [])),
 )]
 pub async fn cancel(
     auth: Authenticated,
     state: web::Data<AppState>,
-    path: web::Path<SendId>,
+    path: web::Path<BulkSendId>,
 ) -> Result<HttpResponse, ApiError> {
     control(auth, state, path.into_inner().0, ControlAction::Cancel).await
 }
@@ -573,19 +554,14 @@ pub async fn cancel(
     params(BulkSendId),
     responses(
         (status = 200, description = "Pauses the send: nothing is dispatched until a resume. The status object after it.", body = StatusBody),
-        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
-        (status = 403, description = "`forbidden`: the key may only read.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
-        (status = 404, description = "`not_found`.", body = ErrorBody),
-        (status = 409, description = "`already_finished`.", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`.", body = ErrorBody),
+        ControlErrors,
     ),
     security(("api_key" = [])),
 )]
 pub async fn pause(
     auth: Authenticated,
     state: web::Data<AppState>,
-    path: web::Path<SendId>,
+    path: web::Path<BulkSendId>,
 ) -> Result<HttpResponse, ApiError> {
     control(auth, state, path.into_inner().0, ControlAction::Pause).await
 }
@@ -599,19 +575,14 @@ pub async fn pause(
     params(BulkSendId),
     responses(
         (status = 200, description = "Resumes a paused send. The status object after it.", body = StatusBody),
-        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
-        (status = 403, description = "`forbidden`: the key may only read.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
-        (status = 404, description = "`not_found`.", body = ErrorBody),
-        (status = 409, description = "`already_finished`.", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`.", body = ErrorBody),
+        ControlErrors,
     ),
     security(("api_key" = [])),
 )]
 pub async fn resume(
     auth: Authenticated,
     state: web::Data<AppState>,
-    path: web::Path<SendId>,
+    path: web::Path<BulkSendId>,
 ) -> Result<HttpResponse, ApiError> {
     control(auth, state, path.into_inner().0, ControlAction::Resume).await
 }
@@ -627,7 +598,7 @@ async fn control(
     let already_finished = || {
         ApiError::new(
             StatusCode::CONFLICT,
-            "already_finished",
+            ErrorCode::AlreadyFinished,
             format!("the bulk send is already {}", detail.send.status),
         )
     };
@@ -650,5 +621,45 @@ impl From<EngineError> for ApiError {
             EngineError::Stopped => ApiError::unavailable(),
             EngineError::Storage(e) => ApiError::from(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::message::BulkStatus;
+    use utoipa::PartialSchema;
+
+    /// The names a filter's schema lists.
+    fn documented<T: PartialSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(T::schema()).unwrap();
+        serde_json::from_value(schema["enum"].clone()).unwrap()
+    }
+
+    #[test]
+    fn the_list_filter_takes_exactly_the_send_statuses() {
+        let names = documented::<SendStatusFilter>();
+        let statuses: Vec<&str> = BulkStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, statuses);
+        for name in &names {
+            assert!(filter_value::<SendStatusFilter>(name).is_some(), "{name}");
+            assert!(filter_value::<SendStatusFilter>(&name.to_lowercase()).is_none());
+        }
+        assert!(filter_value::<SendStatusFilter>("DONE").is_none());
+    }
+
+    #[test]
+    fn the_messages_filter_takes_exactly_what_storage_can_filter() {
+        let names = documented::<MessageStatusFilter>();
+        assert_eq!(names.len(), 6);
+        for name in &names {
+            assert!(
+                filter_value::<MessageStatusFilter>(name).is_some(),
+                "{name}"
+            );
+            assert!(sends::states_for_filter(name).is_some(), "{name}");
+            assert!(filter_value::<MessageStatusFilter>(&name.to_uppercase()).is_none());
+        }
+        assert!(filter_value::<MessageStatusFilter>("dispatching").is_none());
     }
 }

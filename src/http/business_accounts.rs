@@ -9,11 +9,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
+use super::openapi::KeyErrors;
+use super::state::AppState;
 use crate::domain::eta::WINDOW_MS;
 use crate::domain::template::{TemplateSpec, VariableInfo};
 use crate::domain::tier::Tier;
-use crate::startup::AppState;
 use crate::storage::accounts::{self, PhoneNumber, Template};
 use crate::storage::StorageError;
 
@@ -45,8 +46,7 @@ struct NumberBody {
     display_phone_number: String,
     verified_name: String,
     is_primary: bool,
-    #[schema(value_type = Tier)]
-    messaging_limit_tier: &'static str,
+    messaging_limit_tier: Tier,
     quality_rating: String,
     throughput_mps: u32,
     quota: QuotaBody,
@@ -85,8 +85,7 @@ struct TemplateBody {
     operation_id = "business_accounts",
     responses(
         (status = 200, description = "The tenant's WABAs, their numbers with quota, and their APPROVED templates.", body = Body),
-        (status = 401, description = "`missing_api_key` or `invalid_api_key`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.", body = ErrorBody),
+        KeyErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -158,7 +157,7 @@ fn number_body(n: &PhoneNumber, used: i64) -> NumberBody {
         display_phone_number: n.display_phone_number.clone(),
         verified_name: n.verified_name.clone(),
         is_primary: n.is_primary,
-        messaging_limit_tier: tier.as_api_str(),
+        messaging_limit_tier: tier,
         quality_rating: n.quality_rating.clone(),
         throughput_mps: n.effective_mps(),
         quota,

@@ -16,7 +16,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 
 /// Requests that may wait per create slot.
 pub const QUEUE_PER_SLOT: usize = 4;
@@ -36,7 +36,10 @@ pub struct CreateGate {
 }
 
 /// A create's slot, released when dropped.
-pub struct CreateSlot(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct CreateSlot {
+    /// Held only to be released on drop.
+    _permit: OwnedSemaphorePermit,
+}
 
 /// A create refused for now: too many are in flight and waiting.
 #[derive(Debug)]
@@ -57,7 +60,7 @@ impl CreateGate {
     /// runs out.
     pub async fn enter(&self) -> Result<CreateSlot, Busy> {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-            return Ok(CreateSlot(permit));
+            return Ok(CreateSlot { _permit: permit });
         }
         let queue = self.capacity * QUEUE_PER_SLOT;
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= queue {
@@ -67,7 +70,7 @@ impl CreateGate {
         let waited = tokio::time::timeout(MAX_WAIT, self.slots.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         match waited {
-            Ok(Ok(permit)) => Ok(CreateSlot(permit)),
+            Ok(Ok(permit)) => Ok(CreateSlot { _permit: permit }),
             _ => Err(Busy),
         }
     }
@@ -88,7 +91,7 @@ impl Busy {
     pub fn response(&self) -> HttpResponse {
         let error = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_creates",
+            ErrorCode::TooManyCreates,
             format!(
                 "too many sends are being created at once; submit this one again in {RETRY_AFTER_SECS} s"
             ),

@@ -28,12 +28,130 @@ pub const FORBIDDEN_DETAIL: &str = "API Key no tiene acceso a este recurso";
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub detail: String,
     /// Per-item problems (at most [`MAX_ERRORS`] are shown).
-    pub errors: Vec<Value>,
+    pub errors: Vec<ErrorItem>,
     /// Seconds for a `Retry-After` header (429).
     pub retry_after: Option<u64>,
+}
+
+/// Every machine code an error answer can carry: what a client may match on. An answer
+/// cannot carry a code that is not listed here, and `/openapi.json` lists them all (the
+/// `code` of `ErrorBody`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 401: no `X-API-Key`.
+    MissingApiKey,
+    /// 401: an unknown, expired or revoked key.
+    InvalidApiKey,
+    /// 403: the key may not do this (a read key), or Meta's verify token does not match.
+    Forbidden,
+    /// 404: no such resource, endpoint, or a resource of another tenant.
+    NotFound,
+    /// 404: the request's `phone_number_id` is not one of the tenant's numbers.
+    PhoneNumberNotFound,
+    /// 404: no such template in that language for the number's account.
+    TemplateNotFound,
+    /// 400: malformed JSON, wrong types, bad field values.
+    ValidationError,
+    /// 400: recipients with a bad phone or values (listed in `errors`).
+    InvalidRecipients,
+    /// 400: the template is not `APPROVED`.
+    TemplateNotApproved,
+    /// 400: the template has a shape this service cannot send.
+    TemplateNotSupported,
+    /// 401: a Meta webhook without a valid `X-Hub-Signature-256`.
+    InvalidSignature,
+    /// 405: the path does not answer this method (`Allow` lists those it does).
+    MethodNotAllowed,
+    /// 408: the request was not received in time.
+    RequestTimeout,
+    /// 409: the bulk send has already finished.
+    AlreadyFinished,
+    /// 409: a request with this `Idempotency-Key` is still being processed.
+    IdempotencyInProgress,
+    /// 413: the body is over the limit.
+    PayloadTooLarge,
+    /// 415: a body of a media type the endpoint does not take.
+    UnsupportedMediaType,
+    /// 422: this `Idempotency-Key` came with another body.
+    IdempotencyKeyReused,
+    /// 429: the tenant is over its request budget (`Retry-After`).
+    RateLimited,
+    /// 500: an internal error (logged, never detailed).
+    InternalError,
+    /// 503: the database is unavailable.
+    ServiceUnavailable,
+    /// 503: too many sends are being created at once (`Retry-After`).
+    TooManyCreates,
+    /// 503: the daemon is stopping.
+    ShuttingDown,
+    /// 503: not ready (`/readyz`).
+    NotReady,
+    /// Any other client error status that no handler described.
+    #[serde(rename = "error")]
+    Other,
+}
+
+impl ErrorCode {
+    /// Every code, in the order the schema lists them.
+    pub const ALL: [ErrorCode; 25] = [
+        ErrorCode::MissingApiKey,
+        ErrorCode::InvalidApiKey,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::PhoneNumberNotFound,
+        ErrorCode::TemplateNotFound,
+        ErrorCode::ValidationError,
+        ErrorCode::InvalidRecipients,
+        ErrorCode::TemplateNotApproved,
+        ErrorCode::TemplateNotSupported,
+        ErrorCode::InvalidSignature,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
+        ErrorCode::AlreadyFinished,
+        ErrorCode::IdempotencyInProgress,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::RateLimited,
+        ErrorCode::InternalError,
+        ErrorCode::ServiceUnavailable,
+        ErrorCode::TooManyCreates,
+        ErrorCode::ShuttingDown,
+        ErrorCode::NotReady,
+        ErrorCode::Other,
+    ];
+
+    /// The code for an error status that no handler described.
+    fn for_status(status: StatusCode) -> ErrorCode {
+        match status.as_u16() {
+            400 => ErrorCode::ValidationError,
+            401 => ErrorCode::InvalidApiKey,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            408 => ErrorCode::RequestTimeout,
+            413 => ErrorCode::PayloadTooLarge,
+            415 => ErrorCode::UnsupportedMediaType,
+            429 => ErrorCode::RateLimited,
+            503 => ErrorCode::ServiceUnavailable,
+            s if s >= 500 => ErrorCode::InternalError,
+            _ => ErrorCode::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    /// The code as answered (its serde name).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(Value::String(code)) => f.write_str(&code),
+            _ => Err(std::fmt::Error),
+        }
+    }
 }
 
 /// The error body of every error answer.
@@ -41,33 +159,57 @@ pub struct ApiError {
 pub(crate) struct ErrorBody<'a> {
     /// A human message.
     detail: &'a str,
-    /// A machine code (`not_found`, `validation_error`, `invalid_recipients`, …).
-    code: &'a str,
+    /// A machine code.
+    code: ErrorCode,
     /// Per-item problems, at most 100.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<ErrorItem>>)]
-    errors: Option<&'a [Value]>,
+    errors: Option<&'a [ErrorItem]>,
     /// Present (true) when there were more than 100 problems.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     errors_truncated: bool,
 }
 
-/// One per-item problem of an error body (documentation only: built as JSON where found).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct ErrorItem {
+/// One per-item problem of an error body: which item and field, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ErrorItem {
     /// The recipient's index in the request, for recipient problems.
-    index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
     /// The field (`phone`, `variables.name`, `scheduled_at`, …).
-    field: Option<String>,
+    pub field: String,
     /// The offending value, truncated.
-    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
     /// What is wrong.
-    reason: String,
+    pub reason: String,
+}
+
+impl ErrorItem {
+    /// A problem of `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> ErrorItem {
+        ErrorItem {
+            index: None,
+            field: field.into(),
+            value: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// The same problem, of the recipient at `index`.
+    pub fn at(mut self, index: usize) -> ErrorItem {
+        self.index = Some(index);
+        self
+    }
+
+    /// The same problem, echoing the offending value.
+    pub fn with_value(mut self, value: impl Into<String>) -> ErrorItem {
+        self.value = Some(value.into());
+        self
+    }
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -78,7 +220,7 @@ impl ApiError {
     }
 
     /// Adds per-item problems.
-    pub fn with_errors(mut self, errors: Vec<Value>) -> Self {
+    pub fn with_errors(mut self, errors: Vec<ErrorItem>) -> Self {
         self.errors = errors;
         self
     }
@@ -86,7 +228,7 @@ impl ApiError {
     pub fn missing_api_key() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "missing_api_key",
+            ErrorCode::MissingApiKey,
             MISSING_API_KEY_DETAIL,
         )
     }
@@ -94,27 +236,31 @@ impl ApiError {
     pub fn invalid_api_key() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
+            ErrorCode::InvalidApiKey,
             INVALID_API_KEY_DETAIL,
         )
     }
 
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", FORBIDDEN_DETAIL)
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            FORBIDDEN_DETAIL,
+        )
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, detail)
     }
 
     pub fn validation(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "validation_error", detail)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::ValidationError, detail)
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the request body is larger than the limit of {limit} bytes"),
         )
     }
@@ -124,7 +270,7 @@ impl ApiError {
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         let mut err = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!("too many requests for this tenant; retry after {retry_after_secs} s"),
         );
         err.retry_after = Some(retry_after_secs);
@@ -134,7 +280,7 @@ impl ApiError {
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
+            ErrorCode::ServiceUnavailable,
             "the database is unavailable; try again shortly",
         )
     }
@@ -142,9 +288,14 @@ impl ApiError {
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "an internal error occurred; it has been logged",
         )
+    }
+
+    /// The error as a response value (for handlers that answer with a plain response).
+    pub fn error_response_owned(&self) -> HttpResponse {
+        ResponseError::error_response(self)
     }
 
     /// The JSON body.
@@ -217,24 +368,6 @@ pub fn path_error(_err: actix_web::error::PathError, _req: &HttpRequest) -> acti
     ApiError::not_found("no such resource").into()
 }
 
-/// The code for an error status that no handler described.
-fn code_for(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "validation_error",
-        401 => "invalid_api_key",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        408 => "request_timeout",
-        413 => "payload_too_large",
-        415 => "unsupported_media_type",
-        429 => "rate_limited",
-        503 => "service_unavailable",
-        s if s >= 500 => "internal_error",
-        _ => "error",
-    }
-}
-
 /// Middleware hook (for `ErrorHandlers::default_handler`): gives every 4xx/5xx response
 /// that is not already JSON the documented error body. Client errors keep actix's message
 /// as `detail`; server errors get a generic one, so internals never leak.
@@ -259,7 +392,7 @@ pub fn json_error_bodies<B: MessageBody + 'static>(
             .unwrap_or("request refused")
             .to_lowercase(),
     };
-    let body = ApiError::new(status, code_for(status), detail).body();
+    let body = ApiError::new(status, ErrorCode::for_status(status), detail).body();
     let (req, mut response) = res.into_parts();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -274,6 +407,7 @@ pub fn json_error_bodies<B: MessageBody + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use utoipa::PartialSchema;
 
     #[test]
     fn body_has_detail_and_code_and_only_nonempty_errors() {
@@ -286,10 +420,99 @@ mod tests {
 
     #[test]
     fn errors_are_capped_at_one_hundred_and_flagged() {
-        let errors = (0..150).map(|i| serde_json::json!({"index": i})).collect();
+        let errors = (0..150)
+            .map(|i| ErrorItem::new("phone", "is empty").at(i))
+            .collect();
         let err = ApiError::validation("bad").with_errors(errors);
         let body: Value = serde_json::from_slice(&err.body()).unwrap();
-        assert_eq!(body["errors"].as_array().unwrap().len(), 100);
+        let shown = body["errors"].as_array().unwrap();
+        assert_eq!(shown.len(), 100);
+        assert_eq!(shown[99]["index"], 99);
         assert_eq!(body["errors_truncated"], true);
+    }
+
+    #[test]
+    fn an_item_leaves_out_what_it_does_not_have() {
+        let item = |i: ErrorItem| serde_json::to_value(i).unwrap();
+        assert_eq!(
+            item(ErrorItem::new(
+                "recipients",
+                "must list at least one recipient"
+            )),
+            serde_json::json!({"field": "recipients", "reason": "must list at least one recipient"})
+        );
+        assert_eq!(
+            item(
+                ErrorItem::new("phone", "is too long")
+                    .at(17)
+                    .with_value("+12")
+            ),
+            serde_json::json!({"index": 17, "field": "phone", "value": "+12", "reason": "is too long"})
+        );
+    }
+
+    /// The codes as API.md and README.md name them: a renamed variant changes the wire.
+    const DOCUMENTED: [&str; 25] = [
+        "missing_api_key",
+        "invalid_api_key",
+        "forbidden",
+        "not_found",
+        "phone_number_not_found",
+        "template_not_found",
+        "validation_error",
+        "invalid_recipients",
+        "template_not_approved",
+        "template_not_supported",
+        "invalid_signature",
+        "method_not_allowed",
+        "request_timeout",
+        "already_finished",
+        "idempotency_in_progress",
+        "payload_too_large",
+        "unsupported_media_type",
+        "idempotency_key_reused",
+        "rate_limited",
+        "internal_error",
+        "service_unavailable",
+        "too_many_creates",
+        "shutting_down",
+        "not_ready",
+        "error",
+    ];
+
+    #[test]
+    fn every_code_is_answered_as_documented() {
+        let answered: Vec<String> = ErrorCode::ALL.iter().map(ToString::to_string).collect();
+        assert_eq!(answered, DOCUMENTED);
+        for code in ErrorCode::ALL {
+            let body: Value =
+                serde_json::from_slice(&ApiError::new(StatusCode::BAD_REQUEST, code, "x").body())
+                    .unwrap();
+            assert_eq!(body["code"], code.to_string());
+        }
+    }
+
+    #[test]
+    fn the_schema_lists_every_code_and_no_other() {
+        let schema = serde_json::to_value(ErrorCode::schema()).unwrap();
+        assert_eq!(schema["type"], "string");
+        assert_eq!(schema["enum"], serde_json::json!(DOCUMENTED));
+    }
+
+    #[test]
+    fn a_status_no_handler_described_gets_its_code() {
+        for (status, code) in [
+            (400, "validation_error"),
+            (404, "not_found"),
+            (405, "method_not_allowed"),
+            (413, "payload_too_large"),
+            (418, "error"),
+            (500, "internal_error"),
+            (502, "internal_error"),
+            (503, "service_unavailable"),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(ErrorCode::for_status(status).to_string(), code, "{status}");
+        }
     }
 }

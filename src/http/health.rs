@@ -4,8 +4,8 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody};
-use crate::startup::AppState;
+use super::error::{ApiError, ErrorBody, ErrorCode};
+use super::state::AppState;
 
 /// `{"status": "ok"}` or `{"status": "ready"}`.
 #[derive(Serialize, ToSchema)]
@@ -38,7 +38,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     if !state.engine.is_resumed().await {
         return Err(ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ErrorCode::NotReady,
             "the engine is still resuming unfinished sends",
         ));
     }
@@ -48,7 +48,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             tracing::warn!(error = %err, "Readiness check failed: the database does not answer.");
             Err(ApiError::new(
                 actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
+                ErrorCode::NotReady,
                 "the database is not reachable",
             ))
         }

@@ -15,12 +15,13 @@ pub mod openapi;
 pub mod operations;
 pub mod recipients;
 pub mod send_bulk;
+pub mod state;
 pub mod webhooks;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 
-use error::ApiError;
+use error::{ApiError, ErrorCode};
 
 /// Registers every route and the extractor error handlers.
 pub fn configure(body_limit: usize) -> impl FnOnce(&mut web::ServiceConfig) {
@@ -147,7 +148,7 @@ async fn not_found() -> ApiError {
 async fn method_not_allowed(allow: String) -> HttpResponse {
     let error = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!("this endpoint answers {allow} only"),
     );
     HttpResponse::MethodNotAllowed()

@@ -2,12 +2,15 @@
 //! the handlers carry `#[utoipa::path]`, the request and response structs derive `ToSchema`.
 //! `tests/api/openapi.rs` checks the documented shapes against real answers.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
+use super::error::ErrorBody;
 use super::{bulk_sends, business_accounts, health, operations, send_bulk, webhooks};
 
 /// The document.
@@ -62,6 +65,72 @@ impl Modify for ApiKeyScheme {
     }
 }
 
+/// An error answer several operations document alike: its status and description.
+type ErrorAnswer = (u16, &'static str);
+
+const UNAUTHORIZED: ErrorAnswer = (401, "`missing_api_key` or `invalid_api_key`.");
+const READ_ONLY_KEY: ErrorAnswer = (403, "`forbidden`: the key may only read.");
+const RATE_LIMITED: ErrorAnswer = (
+    429,
+    "`rate_limited`: the tenant is over its request budget; `Retry-After` says when to come back.",
+);
+const UNKNOWN_SEND: ErrorAnswer = (404, "`not_found`.");
+const BAD_FILTER: ErrorAnswer = (400, "`validation_error`: a bad filter or paging value.");
+const ALREADY_FINISHED: ErrorAnswer = (409, "`already_finished`.");
+const UNAVAILABLE: ErrorAnswer = (503, "`service_unavailable`.");
+
+/// Error answers shared by several operations, each a type that `#[utoipa::path]` lists
+/// in its `responses(...)` next to the operation's own answers.
+macro_rules! shared_errors {
+    ($($(#[$doc:meta])* $name:ident = [$($answer:expr),+ $(,)?];)+) => {$(
+        $(#[$doc])*
+        pub(crate) struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                error_responses(&[$($answer),+])
+            }
+        }
+    )+};
+}
+
+shared_errors! {
+    /// Every operation that takes an API key: 401 and 429.
+    KeyErrors = [UNAUTHORIZED, RATE_LIMITED];
+    /// An operation that creates or controls sends: 401, 403 for a read key, 429.
+    SendKeyErrors = [UNAUTHORIZED, READ_ONLY_KEY, RATE_LIMITED];
+    /// A list or a page read with a bad filter or paging value: 400.
+    FilterErrors = [BAD_FILTER];
+    /// A read of one send that does not exist (or is another tenant's): 404.
+    UnknownSendErrors = [UNKNOWN_SEND];
+    /// Cancel, pause and resume.
+    ControlErrors = [
+        UNAUTHORIZED,
+        READ_ONLY_KEY,
+        RATE_LIMITED,
+        UNKNOWN_SEND,
+        ALREADY_FINISHED,
+        UNAVAILABLE,
+    ];
+}
+
+/// Each answer with the `ErrorBody` schema, as `body = ErrorBody` in a path's responses.
+fn error_responses(answers: &[ErrorAnswer]) -> BTreeMap<String, RefOr<Response>> {
+    answers
+        .iter()
+        .map(|&(status, description)| {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", content)
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
+}
+
 /// The document as served: the generated one with this daemon's settings filled in (the most
 /// recipients a request may list).
 pub fn document(max_recipients: u32) -> Value {
@@ -103,5 +172,47 @@ fn fix_link_keys(document: &mut Value) {
                 link.insert(camel.into(), value);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every error answer of every operation, shared or not, is documented alike: JSON with
+    /// the error body's schema and a description naming its codes.
+    #[test]
+    fn every_error_answer_has_the_error_body() {
+        let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut checked = 0;
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    if !status.starts_with('4') && !status.starts_with('5') {
+                        continue;
+                    }
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                    let description = response["description"].as_str().unwrap();
+                    assert!(description.starts_with('`'), "{method} {path} {status}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 30, "{checked}");
+    }
+
+    #[test]
+    fn a_shared_list_documents_each_of_its_answers() {
+        let responses = ControlErrors::responses();
+        let statuses: Vec<&str> = responses.keys().map(String::as_str).collect();
+        assert_eq!(statuses, ["401", "403", "404", "409", "429", "503"]);
+        let RefOr::T(conflict) = &responses["409"] else {
+            panic!("an inline response");
+        };
+        assert_eq!(conflict.description, ALREADY_FINISHED.1);
     }
 }

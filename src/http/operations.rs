@@ -13,7 +13,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 
 use super::openapi::document;
-use crate::startup::AppState;
+use super::state::AppState;
 use crate::telemetry;
 
 /// The content type of Prometheus' text exposition format.

@@ -17,10 +17,10 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use utoipa::IntoParams;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorCode};
+use super::state::AppState;
 use crate::engine::ingest::WebhookChanges;
 use crate::meta::webhook;
-use crate::startup::AppState;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
@@ -68,7 +68,7 @@ pub async fn verify(state: web::Data<AppState>, query: web::Query<VerifyQuery>) 
     } else {
         ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "the verify token does not match",
         )
         .error_response_owned()
@@ -196,14 +196,7 @@ pub async fn receive(
 fn unsigned() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "invalid_signature",
+        ErrorCode::InvalidSignature,
         "the X-Hub-Signature-256 header is missing or does not match the body",
     )
-}
-
-impl ApiError {
-    /// The error as a response value (for handlers that answer with a plain response).
-    pub fn error_response_owned(&self) -> HttpResponse {
-        actix_web::ResponseError::error_response(self)
-    }
 }

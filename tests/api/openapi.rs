@@ -287,6 +287,37 @@ async fn the_document_is_openapi_3_1_and_lists_every_endpoint() {
         .collect();
     assert_eq!(required, ["detail", "code"]);
     assert!(error["properties"]["errors"].is_object());
+    // The codes are an enum, so a body with an undocumented code does not match its schema.
+    let codes = resolve(&doc, &error["properties"]["code"]);
+    assert_eq!(codes["type"], "string", "{codes}");
+    let codes: Vec<&str> = codes["enum"]
+        .as_array()
+        .expect("the codes are an enum")
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for code in [
+        "missing_api_key",
+        "invalid_api_key",
+        "forbidden",
+        "not_found",
+        "validation_error",
+        "payload_too_large",
+        "phone_number_not_found",
+        "template_not_found",
+        "template_not_approved",
+        "invalid_recipients",
+        "idempotency_key_reused",
+        "idempotency_in_progress",
+        "already_finished",
+        "rate_limited",
+        "method_not_allowed",
+        "too_many_creates",
+    ] {
+        assert!(codes.contains(&code), "{code} is not documented: {codes:?}");
+    }
+    let item = resolve(&doc, &doc["components"]["schemas"]["ErrorItem"]);
+    assert_eq!(item["required"], json!(["field", "reason"]), "{item}");
 
     // The same document without the trailing slash of the path style used elsewhere.
     assert_eq!(app.get("/openapi.json/", None).await.status(), 200);
@@ -444,6 +475,163 @@ async fn documented_shapes_match_real_answers() {
         "post",
         400,
         &body,
+    );
+}
+
+/// Asserts that an error answer is documented for its operation and status, with a
+/// description naming its code, and matches the error schema (its code is in the enum).
+fn assert_documented_error(doc: &Value, path: &str, method: &str, status: u16, body: &Value) {
+    let code = body["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no code: {body}"));
+    let pointer = format!(
+        "/paths/{}/{method}/responses/{status}/description",
+        path.replace('~', "~0").replace('/', "~1")
+    );
+    let description = doc
+        .pointer(&pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{method} {path} documents no {status}"));
+    assert!(
+        description.contains(&format!("`{code}`")),
+        "{method} {path} {status}: `{code}` is not named in {description:?}"
+    );
+    assert_shape(doc, path, method, status, body);
+}
+
+#[actix_web::test]
+async fn error_answers_are_documented_with_their_codes() {
+    let meta = spawn_with_meta().await;
+    let doc = document(&meta.app.address, &meta.app.client).await;
+    let app = &meta.app;
+    let key = meta.api_key.as_str();
+    let list = "/api/v1/meta-templates/bulk-sends/";
+    let create = "/api/v1/meta-templates/send-bulk/";
+    let one = "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/";
+    let unknown = "a3f2b8c9-4d5e-6f7a-8b9c-0d1e2f3a4b5c";
+
+    // (documented path, method, status, body) of each answer.
+    let mut answers: Vec<(String, &str, u16, Value)> = Vec::new();
+    let mut record = |path: &str, method, status: u16, body| {
+        answers.push((path.to_owned(), method, status, body));
+    };
+    let res = app.get(list, None).await;
+    record(list, "get", res.status().as_u16(), json(res).await);
+    let res = app.get(list, Some("mindo_AAAAAAAAAAAAAAAAAAAAAAAA")).await;
+    record(list, "get", res.status().as_u16(), json(res).await);
+    let res = app.get(&format!("{list}?status=queued"), Some(key)).await;
+    record(list, "get", res.status().as_u16(), json(res).await);
+    for (query, documented) in [
+        ("messages/", "messages/"),
+        ("messages/?page=0", "messages/"),
+        ("messages/export/", "messages/export/"),
+    ] {
+        let res = app
+            .get(&format!("{list}{unknown}/{query}"), Some(key))
+            .await;
+        let documented = format!("{one}{documented}");
+        record(&documented, "get", res.status().as_u16(), json(res).await);
+    }
+    let (status, body) = meta.send_bulk(&welcome("999", &phones(900, 1))).await;
+    record(create, "post", status, body);
+    let (status, body) = meta.send_bulk(&welcome(NUMBER_10K, &[])).await;
+    record(create, "post", status, body);
+    let (status, body) = meta
+        .send_bulk(&welcome(NUMBER_10K, &["12".to_owned()]))
+        .await;
+    record(create, "post", status, body);
+    let (status, created) = meta.send_bulk(&welcome(NUMBER_10K, &phones(900, 1))).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["bulk_send_id"].as_str().unwrap();
+    let cancel = format!("{list}{id}/cancel/");
+    assert_eq!(app.post(&cancel, key, &json!({})).await.status(), 200);
+    for (send, action) in [
+        (unknown, "pause"),
+        (id, "cancel"),
+        (id, "pause"),
+        (id, "resume"),
+    ] {
+        let res = app
+            .post(&format!("{list}{send}/{action}/"), key, &json!({}))
+            .await;
+        record(
+            &format!("{one}{action}/"),
+            "post",
+            res.status().as_u16(),
+            json(res).await,
+        );
+    }
+    let idempotent = |body: Value| {
+        app.client
+            .post(format!("{}{create}", app.address))
+            .header("X-API-Key", key)
+            .header("Idempotency-Key", "errors-documented")
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        idempotent(welcome(NUMBER_10K, &phones(910, 1)))
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let res = idempotent(welcome(NUMBER_10K, &phones(911, 1)))
+        .await
+        .unwrap();
+    record(create, "post", res.status().as_u16(), json(res).await);
+
+    let res = app
+        .client
+        .post(format!("{}/webhooks/meta/", app.address))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    record(
+        "/webhooks/meta/",
+        "post",
+        res.status().as_u16(),
+        json(res).await,
+    );
+    let res = app
+        .get(
+            "/webhooks/meta/?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+            None,
+        )
+        .await;
+    record(
+        "/webhooks/meta/",
+        "get",
+        res.status().as_u16(),
+        json(res).await,
+    );
+
+    let mut codes: Vec<String> = Vec::new();
+    for (path, method, status, body) in &answers {
+        assert_documented_error(&doc, path, method, *status, body);
+        codes.push(format!("{status} {}", body["code"].as_str().unwrap()));
+    }
+    assert_eq!(
+        codes,
+        [
+            "401 missing_api_key",
+            "401 invalid_api_key",
+            "400 validation_error",
+            "404 not_found",
+            "400 validation_error",
+            "404 not_found",
+            "404 phone_number_not_found",
+            "400 validation_error",
+            "400 invalid_recipients",
+            "404 not_found",
+            "409 already_finished",
+            "409 already_finished",
+            "409 already_finished",
+            "422 idempotency_key_reused",
+            "401 invalid_signature",
+            "403 forbidden",
+        ]
     );
 }
 
