@@ -16,6 +16,7 @@
 //!
 //! # Pieces
 //! - [`world`]: [`SimConfig`] (TOML), [`Behaviour`], [`SimConfig::sandbox`], and the indexed world.
+//! - `template`: the simulator's own reading of Meta's template JSON (what a send must carry).
 //! - `state`: validation, the limits ledger, counters and control operations as plain code.
 //! - `server`: the actix-web routes, Graph API and `/__sim/*` control endpoints (listed there).
 //! - `webhooks`: the webhook sender (a local task on the System the simulator was started on).
@@ -38,6 +39,7 @@
 
 mod server;
 mod state;
+mod template;
 mod webhooks;
 pub mod world;
 

@@ -424,7 +424,7 @@ fn template_json(world: &World, i: usize, requested: Option<&[String]>) -> Resul
         "language" => json!(t.language),
         "status" => json!(t.status),
         "category" => json!(t.category),
-        "parameter_format" => json!(t.parameter_format.as_str()),
+        "parameter_format" => json!(t.shape.format.as_meta()),
         "components" => t.components.clone(),
         "sub_category" => json!("CUSTOM"),
         "quality_score" => json!({"score": "GREEN", "date": 0}),

@@ -46,8 +46,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::template::{ParameterFormat, TemplateSpec};
 use crate::domain::tier::{ThroughputLevel, Tier};
+use crate::simulator::template::{check_locale, TemplateShape};
 
 /// Everything the simulator is started with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,7 +149,8 @@ pub struct TemplateConfig {
     /// `NAMED` or `POSITIONAL`; absent means POSITIONAL (Meta's default).
     #[serde(default)]
     pub parameter_format: Option<String>,
-    /// Meta's `components` array (HEADER, BODY, FOOTER, BUTTONS).
+    /// Meta's `components` array (HEADER, BODY, FOOTER, BUTTONS), read by the simulator's own
+    /// reader (`src/simulator/template.rs`), which refuses what Meta would not approve.
     pub components: Value,
 }
 
@@ -701,9 +702,10 @@ pub(crate) struct Template {
     pub category: String,
     /// `category` in lower case, as status webhooks' `pricing.category` carries it.
     pub pricing_category: Arc<str>,
-    pub parameter_format: ParameterFormat,
     pub components: Value,
-    pub spec: TemplateSpec,
+    /// What a send must carry, as the simulator reads `components` (its own reading, see
+    /// [`crate::simulator::template`]).
+    pub shape: TemplateShape,
 }
 
 /// The indexed world: WABAs, portfolios, numbers, templates, undeliverable recipients.
@@ -841,16 +843,19 @@ impl World {
                         waba.id, template.name, template.language
                     )));
                 }
-                let spec = TemplateSpec::from_meta(
-                    template.parameter_format.as_deref(),
-                    &template.components,
-                )
-                .map_err(|e| {
-                    SimConfigError::Invalid(format!(
-                        "template {} ({}): {e}",
-                        template.name, template.language
-                    ))
-                })?;
+                let shape = check_locale(&template.language)
+                    .and_then(|()| {
+                        TemplateShape::read(
+                            template.parameter_format.as_deref(),
+                            &template.components,
+                        )
+                    })
+                    .map_err(|e| {
+                        SimConfigError::Invalid(format!(
+                            "template {} ({}): {e}",
+                            template.name, template.language
+                        ))
+                    })?;
                 let idx = world.templates.len();
                 templates.push(idx);
                 by_name.entry(template.name.clone()).or_default().push(idx);
@@ -862,9 +867,8 @@ impl World {
                     status: template.status.trim().to_ascii_uppercase(),
                     category: template.category.trim().to_ascii_uppercase(),
                     pricing_category: Arc::from(template.category.trim().to_ascii_lowercase()),
-                    parameter_format: spec.parameter_format,
                     components: template.components.clone(),
-                    spec,
+                    shape,
                 });
             }
             world.tokens.insert(waba.access_token.clone());
