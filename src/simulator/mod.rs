@@ -54,7 +54,7 @@ pub use state::{
     ControlError, FaultStats, NumberStats, PhoneNumberChange, PortfolioStats, SimError, SimStats,
     WebhookStats,
 };
-use state::{SenderCommand, Shared};
+use state::{SenderCommand, Shared, TemplateStatusChange};
 pub use webhooks::signature;
 pub use world::{
     Behaviour, PhoneNumberConfig, SimConfig, SimConfigError, TemplateConfig, WabaConfig,
@@ -158,8 +158,12 @@ impl Simulator {
         language: &str,
         status: &str,
     ) -> Result<(), ControlError> {
-        self.shared
-            .set_template_status(waba_id, name, language, status)
+        self.shared.set_template_status(&TemplateStatusChange {
+            waba_id: waba_id.to_owned(),
+            name: name.to_owned(),
+            language: language.to_owned(),
+            status: status.to_owned(),
+        })
     }
 
     /// Changes a number's tier (its portfolio's), throughput, quality or coexistence, and sends the

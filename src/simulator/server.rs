@@ -41,6 +41,7 @@ use serde_json::{json, Map, Value};
 
 use super::state::{
     authorize, bearer, Accepted, ControlError, Fault, PhoneNumberChange, Shared, SimError,
+    TemplateStatusChange,
 };
 use super::world::{Node, World};
 
@@ -710,26 +711,12 @@ async fn control_behaviour(body: web::Bytes, shared: web::Data<Shared>) -> HttpR
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TemplateStatusBody {
-    waba_id: String,
-    name: String,
-    language: String,
-    status: String,
-}
-
 async fn control_template_status(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
-    let request: TemplateStatusBody = match parse_body(&body) {
+    let request: TemplateStatusChange = match parse_body(&body) {
         Ok(request) => request,
         Err(error) => return control_error(StatusCode::BAD_REQUEST, error),
     };
-    match shared.set_template_status(
-        &request.waba_id,
-        &request.name,
-        &request.language,
-        &request.status,
-    ) {
+    match shared.set_template_status(&request) {
         Ok(()) => HttpResponse::Ok().json(json!({
             "waba_id": request.waba_id,
             "name": request.name,
