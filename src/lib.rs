@@ -28,7 +28,8 @@
 //! - [`sync`] — WABA sync: numbers, templates and portfolio read from the Graph API.
 //! - [`storage`] — diesel over SQLite or PostgreSQL, migrations, one file per aggregate.
 //! - [`simulator`] — the Meta simulator (Graph API endpoints, limits, signed status webhooks,
-//!   faults, counters) used by tests, `--sandbox` and benchmarks.
+//!   faults, counters) used by tests, `--sandbox` and benchmarks. It reads templates with its own
+//!   code, not `domain::template`, so a misreading of Meta's JSON cannot pass on both sides.
 
 pub mod cli;
 pub mod client;

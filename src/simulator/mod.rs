@@ -16,6 +16,7 @@
 //!
 //! # Pieces
 //! - [`world`]: [`SimConfig`] (TOML), [`Behaviour`], [`SimConfig::sandbox`], and the indexed world.
+//! - `template`: the simulator's own reading of Meta's template JSON (what a send must carry).
 //! - `state`: validation, the limits ledger, counters and control operations as plain code.
 //! - `server`: the actix-web routes, Graph API and `/__sim/*` control endpoints (listed there).
 //! - `webhooks`: the webhook sender (a local task on the System the simulator was started on).
@@ -38,6 +39,7 @@
 
 mod server;
 mod state;
+mod template;
 mod webhooks;
 pub mod world;
 
@@ -52,7 +54,7 @@ pub use state::{
     ControlError, FaultStats, NumberStats, PhoneNumberChange, PortfolioStats, SimError, SimStats,
     WebhookStats,
 };
-use state::{SenderCommand, Shared};
+use state::{SenderCommand, Shared, TemplateStatusChange};
 pub use webhooks::signature;
 pub use world::{
     Behaviour, PhoneNumberConfig, SimConfig, SimConfigError, TemplateConfig, WabaConfig,
@@ -156,8 +158,12 @@ impl Simulator {
         language: &str,
         status: &str,
     ) -> Result<(), ControlError> {
-        self.shared
-            .set_template_status(waba_id, name, language, status)
+        self.shared.set_template_status(&TemplateStatusChange {
+            waba_id: waba_id.to_owned(),
+            name: name.to_owned(),
+            language: language.to_owned(),
+            status: status.to_owned(),
+        })
     }
 
     /// Changes a number's tier (its portfolio's), throughput, quality or coexistence, and sends the

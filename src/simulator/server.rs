@@ -41,6 +41,7 @@ use serde_json::{json, Map, Value};
 
 use super::state::{
     authorize, bearer, Accepted, ControlError, Fault, PhoneNumberChange, Shared, SimError,
+    TemplateStatusChange,
 };
 use super::world::{Node, World};
 
@@ -424,7 +425,7 @@ fn template_json(world: &World, i: usize, requested: Option<&[String]>) -> Resul
         "language" => json!(t.language),
         "status" => json!(t.status),
         "category" => json!(t.category),
-        "parameter_format" => json!(t.parameter_format.as_str()),
+        "parameter_format" => json!(t.shape.format.as_meta()),
         "components" => t.components.clone(),
         "sub_category" => json!("CUSTOM"),
         "quality_score" => json!({"score": "GREEN", "date": 0}),
@@ -454,22 +455,31 @@ fn read_node(req: &HttpRequest, world: &World) -> Result<(Node, Vec<(String, Str
     Ok((node, parse_query(req)?))
 }
 
-async fn get_node(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+/// Answers a GET: version, token and node checked, then `answer` with the world read-locked.
+fn answer_get(
+    req: &HttpRequest,
+    shared: &Shared,
+    answer: impl FnOnce(&World, Node, &[(String, String)]) -> Result<Value, SimError>,
+) -> HttpResponse {
     let result = {
         let world = shared.world.read();
-        read_node(&req, &world).and_then(|(node, query)| {
-            let fields = requested_fields(&query);
-            match node {
-                Node::Number(i) => number_json(&world, i, fields.as_deref()),
-                Node::Waba(i) => waba_json(&world, i, fields.as_deref()),
-                Node::Template(i) => template_json(&world, i, fields.as_deref()),
-            }
-        })
+        read_node(req, &world).and_then(|(node, query)| answer(&world, node, &query))
     };
     match result {
         Ok(value) => json_response(&value),
-        Err(error) => error_response(&shared, &error),
+        Err(error) => error_response(shared, &error),
     }
+}
+
+async fn get_node(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    answer_get(&req, &shared, |world, node, query| {
+        let fields = requested_fields(query);
+        match node {
+            Node::Number(i) => number_json(world, i, fields.as_deref()),
+            Node::Waba(i) => waba_json(world, i, fields.as_deref()),
+            Node::Template(i) => template_json(world, i, fields.as_deref()),
+        }
+    })
 }
 
 /// The WABA a list endpoint was called on; other nodes do not have the edge.
@@ -482,67 +492,51 @@ fn waba_edge(node: Node, edge: &str) -> Result<usize, SimError> {
 }
 
 async fn list_phone_numbers(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
-    let result = {
-        let world = shared.world.read();
-        read_node(&req, &world).and_then(|(node, query)| {
-            let waba = waba_edge(node, "phone_numbers")?;
-            let fields = requested_fields(&query);
-            let items = world.wabas[waba]
-                .numbers
-                .iter()
-                .map(|&i| {
-                    Ok((
-                        world.numbers[i].id.clone(),
-                        number_json(&world, i, fields.as_deref())?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, SimError>>()?;
-            page(&req, &query, items)
-        })
-    };
-    match result {
-        Ok(value) => json_response(&value),
-        Err(error) => error_response(&shared, &error),
-    }
+    answer_get(&req, &shared, |world, node, query| {
+        let waba = waba_edge(node, "phone_numbers")?;
+        let fields = requested_fields(query);
+        let items = world.wabas[waba]
+            .numbers
+            .iter()
+            .map(|&i| {
+                Ok((
+                    world.numbers[i].id.clone(),
+                    number_json(world, i, fields.as_deref())?,
+                ))
+            })
+            .collect::<Result<Vec<_>, SimError>>()?;
+        page(&req, query, items)
+    })
 }
 
 async fn list_templates(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
-    let result = {
-        let world = shared.world.read();
-        read_node(&req, &world).and_then(|(node, query)| {
-            let waba = waba_edge(node, "message_templates")?;
-            let fields = requested_fields(&query);
-            let param = |key: &str| {
-                query
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.as_str())
-            };
-            let statuses: Option<Vec<String>> = param("status").map(|s| {
-                s.split(',')
-                    .map(|x| x.trim().to_ascii_uppercase())
-                    .filter(|x| !x.is_empty())
-                    .collect()
-            });
-            let items = world.wabas[waba]
-                .templates
+    answer_get(&req, &shared, |world, node, query| {
+        let waba = waba_edge(node, "message_templates")?;
+        let fields = requested_fields(query);
+        let param = |key: &str| {
+            query
                 .iter()
-                .map(|&i| (i, &world.templates[i]))
-                .filter(|(_, t)| statuses.as_ref().is_none_or(|s| s.contains(&t.status)))
-                .filter(|(_, t)| param("name").is_none_or(|n| t.name.contains(n)))
-                .filter(|(_, t)| param("language").is_none_or(|l| t.language == l))
-                .filter(|(_, t)| {
-                    param("category").is_none_or(|c| t.category.eq_ignore_ascii_case(c))
-                })
-                .map(|(i, t)| Ok((t.id.clone(), template_json(&world, i, fields.as_deref())?)))
-                .collect::<Result<Vec<_>, SimError>>()?;
-            page(&req, &query, items)
-        })
-    };
-    match result {
-        Ok(value) => json_response(&value),
-        Err(error) => error_response(&shared, &error),
-    }
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let statuses: Option<Vec<String>> = param("status").map(|s| {
+            s.split(',')
+                .map(|x| x.trim().to_ascii_uppercase())
+                .filter(|x| !x.is_empty())
+                .collect()
+        });
+        let items = world.wabas[waba]
+            .templates
+            .iter()
+            .map(|&i| (i, &world.templates[i]))
+            .filter(|(_, t)| statuses.as_ref().is_none_or(|s| s.contains(&t.status)))
+            .filter(|(_, t)| param("name").is_none_or(|n| t.name.contains(n)))
+            .filter(|(_, t)| param("language").is_none_or(|l| t.language == l))
+            .filter(|(_, t)| param("category").is_none_or(|c| t.category.eq_ignore_ascii_case(c)))
+            .map(|(i, t)| Ok((t.id.clone(), template_json(world, i, fields.as_deref())?)))
+            .collect::<Result<Vec<_>, SimError>>()?;
+        page(&req, query, items)
+    })
 }
 
 /// Cursor of an item: its id, hex-encoded (opaque to clients, like Meta's).
@@ -710,26 +704,12 @@ async fn control_behaviour(body: web::Bytes, shared: web::Data<Shared>) -> HttpR
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TemplateStatusBody {
-    waba_id: String,
-    name: String,
-    language: String,
-    status: String,
-}
-
 async fn control_template_status(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
-    let request: TemplateStatusBody = match parse_body(&body) {
+    let request: TemplateStatusChange = match parse_body(&body) {
         Ok(request) => request,
         Err(error) => return control_error(StatusCode::BAD_REQUEST, error),
     };
-    match shared.set_template_status(
-        &request.waba_id,
-        &request.name,
-        &request.language,
-        &request.status,
-    ) {
+    match shared.set_template_status(&request) {
         Ok(()) => HttpResponse::Ok().json(json!({
             "waba_id": request.waba_id,
             "name": request.name,

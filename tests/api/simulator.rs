@@ -3,6 +3,7 @@
 //!
 //! Waiting for webhooks polls with a bounded deadline; nothing passes or fails on a sleep.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use hmac::{Hmac, Mac};
 use mindo_bulk::clock::ManualClock;
+use mindo_bulk::domain::template::TemplateSpec;
 use mindo_bulk::domain::tier::Tier;
 use mindo_bulk::meta::error::MetaError;
 use mindo_bulk::meta::webhook::{
@@ -669,6 +671,97 @@ async fn template_pages_follow_next_to_the_end() {
     assert_eq!(data.len(), 8);
     assert!(approved["paging"].get("next").is_none());
     assert!(data.iter().all(|t| t["components"].is_array()));
+}
+
+/// The cross-check between the two readings of Meta's template JSON: the daemon reads each
+/// approved template as the simulator serves it (`GET …/message_templates`) with its own parser,
+/// renders a send with its own renderer, and the simulator, reading the same JSON with its own
+/// code, must accept every one. A send that misreads the template (a NAMED template's parameters
+/// without their names, a dropped URL-suffix button) is refused.
+#[actix_web::test]
+async fn what_the_daemon_renders_from_the_served_templates_is_accepted() {
+    let s = start(|_| {}).await;
+    let world = SimConfig::sandbox();
+    let (mut sent, mut misread_refused) = (0, 0);
+    for (w, waba) in world.wabas.iter().enumerate() {
+        let number = &waba.phone_numbers[0].id;
+        let (status, page) = s
+            .get(&format!(
+                "/v24.0/{}/message_templates?status=APPROVED&limit=100\
+                 &fields=name,language,status,parameter_format,components",
+                waba.id
+            ))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        for (i, t) in page["data"].as_array().unwrap().iter().enumerate() {
+            let spec = TemplateSpec::from_meta(t["parameter_format"].as_str(), &t["components"])
+                .unwrap_or_else(|e| panic!("the daemon reads {t}: {e}"));
+            // Any value the template's checks take: a link for a media header, a short code
+            // (it fits a coupon) for the rest.
+            let mut vars = BTreeMap::new();
+            for key in spec.expected_variables() {
+                let link = key == "header_media";
+                vars.insert(
+                    key,
+                    if link {
+                        "https://x.example/a.pdf"
+                    } else {
+                        "C1"
+                    }
+                    .to_owned(),
+                );
+            }
+            let mut buttons = BTreeMap::new();
+            for key in spec.expected_button_variables() {
+                buttons.insert(key, "CODE1".to_owned());
+            }
+            // A recipient per send: the pair rate must not be what refuses one.
+            let send = |components: Value, attempt: usize| {
+                json!({
+                    "messaging_product": "whatsapp",
+                    "recipient_type": "individual",
+                    "to": format!("+54911{w}{i:03}{attempt:03}"),
+                    "type": "template",
+                    "template": {"name": t["name"], "language": {"code": t["language"]},
+                                 "components": components}
+                })
+            };
+            let components = spec.render(&vars, &buttons);
+            let (status, answer) = s
+                .send(number, Some(TOKEN), &send(components.clone(), 0))
+                .await;
+            assert_eq!(status, 200, "{} {}: {answer}", t["name"], t["language"]);
+            sent += 1;
+
+            let mut misread = components;
+            let mut changed = false;
+            for component in misread.as_array_mut().unwrap() {
+                for parameter in component["parameters"].as_array_mut().unwrap() {
+                    changed |= parameter
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("parameter_name")
+                        .is_some();
+                }
+            }
+            let list = misread.as_array_mut().unwrap();
+            let before = list.len();
+            list.retain(|c| c["sub_type"] != "url");
+            changed |= list.len() != before;
+            if changed {
+                misread_refused += 1;
+                let (status, answer) = s.send(number, Some(TOKEN), &send(misread, 1)).await;
+                assert_eq!(status, 400, "{} {}: {answer}", t["name"], t["language"]);
+                assert!(
+                    [100, 131_008].contains(&answer["error"]["code"].as_i64().unwrap()),
+                    "{answer}"
+                );
+            }
+        }
+    }
+    assert_eq!(sent, 24, "8 approved templates in each of 3 WABAs");
+    // welcome_message (es, en) named, order_update (es, en) with a URL suffix, in each WABA.
+    assert_eq!(misread_refused, 12);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -173,3 +173,156 @@ impl Ledger {
             .count() as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_767_225_600_000;
+
+    fn limits(mps: u32, tier_limit: Option<u32>) -> Limits {
+        Limits {
+            mps,
+            tier_limit,
+            enforce_mps: true,
+            enforce_pair_rate: true,
+            enforce_quota: true,
+        }
+    }
+
+    #[test]
+    fn throughput_is_a_sliding_one_second_window() {
+        let mut ledger = Ledger::new(1, 1);
+        let l = limits(3, None);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(ledger.admit(0, 0, 1, &l, at(0), T0), Ok(()));
+        assert_eq!(ledger.admit(0, 0, 2, &l, at(300), T0), Ok(()));
+        assert_eq!(ledger.admit(0, 0, 3, &l, at(600), T0), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 4, &l, at(999), T0),
+            Err(LimitRefusal::Throughput)
+        );
+        // The refusal was not recorded: at 1 000 ms the first accept has left the window.
+        assert_eq!(ledger.admit(0, 0, 4, &l, at(1_000), T0), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 5, &l, at(1_200), T0),
+            Err(LimitRefusal::Throughput)
+        );
+        assert_eq!(ledger.admit(0, 0, 5, &l, at(1_300), T0), Ok(()));
+        assert_eq!(ledger.numbers[0].max_in_window, 3);
+        assert_eq!(ledger.accepted_total, 5);
+        assert_eq!(ledger.accepted_over_mps, 0);
+    }
+
+    #[test]
+    fn throughput_is_per_number() {
+        let mut ledger = Ledger::new(2, 1);
+        let l = limits(1, None);
+        let t = Instant::now();
+        assert_eq!(ledger.admit(0, 0, 1, &l, t, T0), Ok(()));
+        assert_eq!(ledger.admit(1, 0, 2, &l, t, T0), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 3, &l, t, T0),
+            Err(LimitRefusal::Throughput)
+        );
+    }
+
+    #[test]
+    fn pair_rate_is_one_message_per_six_seconds_per_number_and_recipient() {
+        let mut ledger = Ledger::new(2, 1);
+        let l = limits(1_000, None);
+        let t = Instant::now();
+        assert_eq!(ledger.admit(0, 0, 7, &l, t, T0), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 7, &l, t, T0 + 5_999),
+            Err(LimitRefusal::PairRate)
+        );
+        // Other recipients and other numbers are unaffected.
+        assert_eq!(ledger.admit(0, 0, 8, &l, t, T0 + 1), Ok(()));
+        assert_eq!(ledger.admit(1, 0, 7, &l, t, T0 + 1), Ok(()));
+        assert_eq!(ledger.admit(0, 0, 7, &l, t, T0 + 6_000), Ok(()));
+        assert_eq!(ledger.accepted_by_recipient[&7], 3);
+    }
+
+    #[test]
+    fn the_portfolio_quota_counts_unique_recipients_in_a_moving_day() {
+        let mut ledger = Ledger::new(2, 1);
+        let l = limits(1_000, Some(2));
+        let t = Instant::now();
+        assert_eq!(ledger.admit(0, 0, 1, &l, t, T0), Ok(()));
+        // Another number of the same portfolio shares the quota.
+        assert_eq!(ledger.admit(1, 0, 2, &l, t, T0 + 10_000), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 3, &l, t, T0 + 20_000),
+            Err(LimitRefusal::MessagingLimit)
+        );
+        // A recipient already in the window costs nothing (and refreshes its time).
+        assert_eq!(ledger.admit(0, 0, 1, &l, t, T0 + 20_000), Ok(()));
+        assert_eq!(ledger.unique_in_window(0, T0 + 20_000), 2);
+        // 24 h after recipient 2's send it leaves the window; 1 stays (refreshed at +20 s).
+        let day = QUOTA_WINDOW_MS;
+        assert_eq!(
+            ledger.admit(0, 0, 3, &l, t, T0 + day + 9_999),
+            Err(LimitRefusal::MessagingLimit)
+        );
+        assert_eq!(ledger.admit(0, 0, 3, &l, t, T0 + day + 10_000), Ok(()));
+        assert_eq!(
+            ledger.admit(0, 0, 4, &l, t, T0 + day + 10_001),
+            Err(LimitRefusal::MessagingLimit)
+        );
+        assert_eq!(ledger.admit(0, 0, 4, &l, t, T0 + day + 20_000), Ok(()));
+        assert_eq!(ledger.portfolios[0].max_unique, 2);
+        assert_eq!(ledger.accepted_over_quota, 0);
+    }
+
+    #[test]
+    fn portfolios_have_separate_quotas_and_unlimited_has_none() {
+        let mut ledger = Ledger::new(2, 2);
+        let t = Instant::now();
+        let one = limits(1_000, Some(1));
+        assert_eq!(ledger.admit(0, 0, 1, &one, t, T0), Ok(()));
+        assert_eq!(ledger.admit(1, 1, 2, &one, t, T0), Ok(()));
+        let unlimited = limits(1_000, None);
+        for r in 10..100 {
+            assert_eq!(ledger.admit(1, 1, r, &unlimited, t, T0), Ok(()));
+        }
+    }
+
+    #[test]
+    fn lifted_limits_still_count_what_was_crossed() {
+        let mut ledger = Ledger::new(1, 1);
+        let l = Limits {
+            mps: 1,
+            tier_limit: Some(1),
+            enforce_mps: false,
+            enforce_pair_rate: false,
+            enforce_quota: false,
+        };
+        let t = Instant::now();
+        for r in [1, 1, 2] {
+            assert_eq!(ledger.admit(0, 0, r, &l, t, T0), Ok(()));
+        }
+        assert_eq!(ledger.accepted_over_mps, 2);
+        assert_eq!(ledger.accepted_within_pair_window, 1);
+        assert_eq!(ledger.accepted_over_quota, 1);
+        assert_eq!(ledger.numbers[0].max_in_window, 3);
+    }
+
+    #[test]
+    fn old_pair_entries_are_pruned() {
+        let mut ledger = Ledger::new(1, 1);
+        let l = Limits {
+            enforce_quota: false,
+            ..limits(u32::MAX, None)
+        };
+        let t = Instant::now();
+        for r in 0..PAIR_PRUNE_MIN as u64 {
+            ledger.admit(0, 0, r, &l, t, T0).unwrap();
+        }
+        ledger
+            .admit(0, 0, u64::MAX, &l, t, T0 + PAIR_WINDOW_MS)
+            .unwrap();
+        assert_eq!(ledger.numbers[0].pairs.len(), 1);
+    }
+}

@@ -1,6 +1,10 @@
 //! The send request, as Meta reads it: the validation steps listed in `state`'s table.
 
 use super::*;
+use crate::simulator::template::{
+    Button, Header, Media, TemplateShape, TextParams, MAX_CONSECUTIVE_SPACES,
+    MAX_COUPON_CODE_CHARS, MAX_TEXT_PARAM_CHARS,
+};
 
 /// `POST /messages` body. Strings borrow from the request where they can.
 #[derive(Debug, Deserialize)]
@@ -224,7 +228,7 @@ pub(crate) fn validate_send(
         "DISABLED" => return Err(SimError::template_disabled()),
         _ => return Err(SimError::template_not_found(name, language)),
     }
-    check_components(&t.spec, &template.components)?;
+    check_components(&t.shape, &template.components)?;
     let portfolio = world.portfolio_of(number);
     Ok(ValidSend {
         number,
@@ -240,7 +244,10 @@ pub(crate) fn validate_send(
 }
 
 /// Checks `template.components` against what the template expects.
-fn check_components(spec: &TemplateSpec, components: &[ComponentBody<'_>]) -> Result<(), SimError> {
+fn check_components(
+    shape: &TemplateShape,
+    components: &[ComponentBody<'_>],
+) -> Result<(), SimError> {
     let mut header = None;
     let mut body = None;
     let mut buttons: Vec<(usize, &ComponentBody<'_>)> = Vec::new();
@@ -255,7 +262,7 @@ fn check_components(spec: &TemplateSpec, components: &[ComponentBody<'_>]) -> Re
                 Some(IndexBody::Number(n)) => usize::try_from(*n).ok(),
                 Some(IndexBody::Text(text)) => text.trim().parse::<usize>().ok(),
             };
-            let Some(index) = index.filter(|&i| i < spec.buttons.len()) else {
+            let Some(index) = index.filter(|&i| i < shape.buttons.len()) else {
                 return Err(SimError::invalid_value(
                     "Button index is not a button position of the template",
                 ));
@@ -280,92 +287,73 @@ fn check_components(spec: &TemplateSpec, components: &[ComponentBody<'_>]) -> Re
     }
 
     let header_params: &[ParamBody<'_>] = header.map_or(&[], |c| &c.parameters);
-    match &spec.header {
-        None => {
+    match &shape.header {
+        Header::Nothing => {
             if !header_params.is_empty() {
                 return Err(SimError::param_count("header", header_params.len(), 0));
             }
         }
-        Some(HeaderSpec::Text { params }) => {
-            check_text_params("header", params, header_params, spec.parameter_format, true)?;
-        }
-        Some(HeaderSpec::Media { media }) => {
-            if header_params.len() != 1 {
-                return Err(SimError::param_count("header", header_params.len(), 1));
-            }
-            let param = &header_params[0];
-            let wanted = media.parameter_type();
-            if !is(&param.kind, wanted) {
-                return Err(SimError::format_mismatch(format!(
-                    "header: the template's header is {}, the parameter must be of type {wanted}",
-                    wanted.to_ascii_uppercase()
-                )));
-            }
-            let source = match media {
-                crate::domain::template::MediaKind::Image => &param.image,
-                crate::domain::template::MediaKind::Video => &param.video,
-                crate::domain::template::MediaKind::Document => &param.document,
-            };
-            if source
-                .as_ref()
-                .is_none_or(|m| blank(&m.id) && blank(&m.link))
-            {
-                return Err(SimError::missing_parameter(format!(
-                    "header: Parameter of type {wanted} is missing an id or a link"
-                )));
-            }
-        }
+        Header::Text(expected) => check_text_params("header", expected, header_params, true)?,
+        Header::Media(media) => check_media_param(*media, header_params)?,
     }
 
     let body_params: &[ParamBody<'_>] = body.map_or(&[], |c| &c.parameters);
-    check_text_params(
-        "body",
-        &spec.body_params,
-        body_params,
-        spec.parameter_format,
-        false,
-    )?;
+    check_text_params("body", &shape.body, body_params, false)?;
 
-    for button in &spec.buttons {
-        match buttons.iter().find(|(i, _)| *i == button.index) {
-            None if button.dynamic => {
+    for (index, button) in shape.buttons.iter().enumerate() {
+        match buttons.iter().find(|(i, _)| *i == index) {
+            None if button.is_required() => {
                 return Err(SimError::missing_parameter(format!(
-                    "buttons: Button at index {} of type {} requires a parameter",
-                    button.index,
-                    button_type_name(&button.kind)
+                    "buttons: Button at index {index} of type {} requires a parameter",
+                    button.meta_type()
                 )))
             }
             None => {}
-            Some((_, component)) => check_button(button, component)?,
+            Some((_, component)) => check_button(index, button, component)?,
         }
     }
     Ok(())
 }
 
-/// Meta's spelling of a button type in error details (`Url`, `CopyCode`, …).
-fn button_type_name(kind: &ButtonKind) -> &str {
-    match kind {
-        ButtonKind::Url => "Url",
-        ButtonKind::CopyCode => "CopyCode",
-        ButtonKind::Otp => "Url",
-        ButtonKind::QuickReply => "QuickReply",
-        ButtonKind::PhoneNumber => "PhoneNumber",
-        ButtonKind::Other(name) => name,
+/// A media header's one parameter: of the header's media type, with an id or a link.
+fn check_media_param(media: Media, given: &[ParamBody<'_>]) -> Result<(), SimError> {
+    let [param] = given else {
+        return Err(SimError::param_count("header", given.len(), 1));
+    };
+    let wanted = media.parameter_type();
+    if !is(&param.kind, wanted) {
+        return Err(SimError::format_mismatch(format!(
+            "header: the template's header is {}, the parameter must be of type {wanted}",
+            wanted.to_ascii_uppercase()
+        )));
     }
+    let source = match media {
+        Media::Image => &param.image,
+        Media::Video => &param.video,
+        Media::Document => &param.document,
+    };
+    if source
+        .as_ref()
+        .is_none_or(|m| blank(&m.id) && blank(&m.link))
+    {
+        return Err(SimError::missing_parameter(format!(
+            "header: Parameter of type {wanted} is missing an id or a link"
+        )));
+    }
+    Ok(())
 }
 
 fn check_text_params(
     component: &str,
-    expected: &[String],
+    expected: &TextParams,
     given: &[ParamBody<'_>],
-    format: ParameterFormat,
     header: bool,
 ) -> Result<(), SimError> {
-    if given.len() != expected.len() {
+    if given.len() != expected.count() {
         return Err(SimError::param_count(
             component,
             given.len(),
-            expected.len(),
+            expected.count(),
         ));
     }
     for (i, param) in given.iter().enumerate() {
@@ -396,15 +384,15 @@ fn check_text_params(
                 i + 1
             )));
         }
-        match format {
-            ParameterFormat::Named => {
+        match expected {
+            TextParams::Named(names) => {
                 let Some(name) = param.parameter_name.as_deref().filter(|n| !n.is_empty()) else {
                     return Err(SimError::invalid_parameter(format!(
                         "{component}: parameter_name is required in a template with named \
                          parameters"
                     )));
                 };
-                if !expected.iter().any(|e| e == name) {
+                if !names.contains(name) {
                     return Err(SimError::invalid_parameter(format!(
                         "{component}: the template has no parameter named '{name}'"
                     )));
@@ -418,7 +406,7 @@ fn check_text_params(
                     )));
                 }
             }
-            ParameterFormat::Positional => {
+            TextParams::Positional(_) => {
                 if param.parameter_name.is_some() {
                     return Err(SimError::invalid_parameter(format!(
                         "{component}: parameter_name is only allowed in a template with named \
@@ -457,62 +445,54 @@ fn check_text_value(text: &str) -> Result<(), SimError> {
     Ok(())
 }
 
-fn check_button(button: &ButtonSpec, component: &ComponentBody<'_>) -> Result<(), SimError> {
-    let expected_sub_type = match button.kind {
-        ButtonKind::Url | ButtonKind::Otp => Some("url"),
-        ButtonKind::CopyCode => Some("copy_code"),
-        ButtonKind::QuickReply => Some("quick_reply"),
-        ButtonKind::PhoneNumber => Some("phone_number"),
-        ButtonKind::Other(_) => None,
-    };
+fn check_button(
+    index: usize,
+    button: &Button,
+    component: &ComponentBody<'_>,
+) -> Result<(), SimError> {
     let Some(sub_type) = component.sub_type.as_deref() else {
         return Err(SimError::required("template['components'][]['sub_type']"));
     };
-    if let Some(expected) = expected_sub_type {
+    if let Some(expected) = button.sub_type() {
         if !sub_type.eq_ignore_ascii_case(expected) {
             return Err(SimError::invalid_value(format!(
-                "Button at index {} is a {} button: sub_type must be {expected}",
-                button.index,
-                button.kind.as_str()
+                "Button at index {index} is a {} button: sub_type must be {expected}",
+                button.meta_type()
             )));
         }
     }
     let params = &component.parameters;
     let component_name = "buttons";
-    match button.kind {
-        ButtonKind::Url | ButtonKind::Otp if button.dynamic => {
-            if params.len() != 1 {
+    match button {
+        Button::UrlSuffix | Button::OneTimeCode => {
+            let [param] = params.as_slice() else {
                 return Err(SimError::param_count(component_name, params.len(), 1));
-            }
-            if !is(&params[0].kind, "text") {
+            };
+            if !is(&param.kind, "text") {
                 return Err(SimError::format_mismatch(format!(
-                    "buttons: Button at index {} takes a parameter of type text",
-                    button.index
+                    "buttons: Button at index {index} takes a parameter of type text"
                 )));
             }
-            if blank(&params[0].text) {
+            let Some(text) = param.text.as_deref().filter(|t| !t.trim().is_empty()) else {
                 return Err(SimError::missing_parameter(format!(
-                    "buttons: Button at index {} of type Url requires a parameter",
-                    button.index
+                    "buttons: Button at index {index} of type URL requires a parameter"
                 )));
-            }
-            check_text_value(params[0].text.as_deref().unwrap_or(""))?;
+            };
+            check_text_value(text)?;
         }
-        ButtonKind::CopyCode => {
-            if params.len() != 1 {
+        Button::CouponCode => {
+            let [param] = params.as_slice() else {
                 return Err(SimError::param_count(component_name, params.len(), 1));
-            }
-            if !is(&params[0].kind, "coupon_code") {
+            };
+            if !is(&param.kind, "coupon_code") {
                 return Err(SimError::format_mismatch(format!(
-                    "buttons: Button at index {} takes a parameter of type coupon_code",
-                    button.index
+                    "buttons: Button at index {index} takes a parameter of type coupon_code"
                 )));
             }
-            let code = params[0].coupon_code.as_deref().unwrap_or("");
+            let code = param.coupon_code.as_deref().unwrap_or("");
             if code.trim().is_empty() {
                 return Err(SimError::missing_parameter(format!(
-                    "buttons: Button at index {} of type CopyCode requires a parameter",
-                    button.index
+                    "buttons: Button at index {index} of type COPY_CODE requires a parameter"
                 )));
             }
             if code.chars().count() > MAX_COUPON_CODE_CHARS {
@@ -521,7 +501,7 @@ fn check_button(button: &ButtonSpec, component: &ComponentBody<'_>) -> Result<()
                 )));
             }
         }
-        ButtonKind::QuickReply => {
+        Button::QuickReply => {
             if params.len() > 1 {
                 return Err(SimError::param_count(component_name, params.len(), 1));
             }
@@ -538,12 +518,12 @@ fn check_button(button: &ButtonSpec, component: &ComponentBody<'_>) -> Result<()
                 }
             }
         }
-        ButtonKind::Url | ButtonKind::PhoneNumber => {
+        Button::FixedUrl | Button::PhoneNumber => {
             if !params.is_empty() {
                 return Err(SimError::param_count(component_name, params.len(), 0));
             }
         }
-        ButtonKind::Otp | ButtonKind::Other(_) => {}
+        Button::Unchecked(_) => {}
     }
     Ok(())
 }
