@@ -121,3 +121,99 @@ async fn the_detail_read_names_the_template_number_and_key() {
         .unwrap()
         .is_none());
 }
+
+#[actix_web::test]
+async fn a_batch_of_webhook_statuses_is_applied_in_order_and_written_once() {
+    use mindo_bulk::domain::message::WebhookStatus;
+    use mindo_bulk::storage::schema::messages;
+    use mindo_bulk::storage::sends::StatusUpdate;
+
+    let meta = spawn_with_meta().await;
+    let id = waiting_send(&meta, 2).await;
+    let now = meta.app.clock.now_ms();
+    let mut conn = meta.app.db.get().unwrap();
+    // Both messages sent (as the engine would record it).
+    let ids: Vec<i64> = messages::table
+        .filter(messages::bulk_send_id.eq(&id))
+        .order(messages::id)
+        .select(messages::id)
+        .load(&mut conn)
+        .unwrap();
+    for (i, m) in ids.iter().enumerate() {
+        diesel::update(messages::table.find(m))
+            .set((
+                messages::state.eq("sent"),
+                messages::wamid.eq(format!("wamid.T{i}")),
+                messages::sent_at.eq(now),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    write_transaction(&mut conn, |c| {
+        status::adjust_counters(c, &id, &sent(2), now)
+    })
+    .unwrap();
+
+    let update = |i: usize, status, at_ms, by_id: bool| StatusUpdate {
+        message_id: by_id.then_some(ids[i]),
+        wamid: format!("wamid.T{i}"),
+        status,
+        at_ms,
+        error: None,
+    };
+    let batch = [
+        update(0, WebhookStatus::Delivered, now + 1_000, true),
+        update(0, WebhookStatus::Read, now + 2_000, false),
+        update(0, WebhookStatus::Delivered, now + 1_000, true), // a duplicate
+        update(0, WebhookStatus::Sent, now, true),              // stale
+        update(1, WebhookStatus::Read, now + 3_000, false),     // read alone: delivered too
+        StatusUpdate {
+            wamid: "wamid.nobody".into(),
+            ..update(1, WebhookStatus::Delivered, now, false)
+        },
+    ];
+    let applied = write_transaction(&mut conn, |c| {
+        sends::apply_status_updates(c, &batch, now + 5_000)
+    })
+    .unwrap();
+    assert_eq!(
+        (applied.applied, applied.duplicates, applied.unknown),
+        (3, 2, 1),
+        "{applied:?}"
+    );
+    assert_eq!(applied.touched_sends, vec![id.clone()]);
+    let rows: Vec<(String, Option<i64>, Option<i64>, Option<i64>)> = messages::table
+        .filter(messages::bulk_send_id.eq(&id))
+        .order(messages::id)
+        .select((
+            messages::state,
+            messages::sent_at,
+            messages::delivered_at,
+            messages::read_at,
+        ))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "read".into(),
+                Some(now),
+                Some(now + 1_000),
+                Some(now + 2_000)
+            ),
+            (
+                "read".into(),
+                Some(now),
+                Some(now + 3_000),
+                Some(now + 3_000)
+            ),
+        ]
+    );
+    let row = sends::load_send(&mut conn, &id).unwrap().unwrap();
+    assert_eq!(
+        (row.sent_count, row.delivered_count, row.read_count),
+        (0, 0, 2),
+        "the counters count each message in its state once"
+    );
+}
