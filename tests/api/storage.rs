@@ -182,7 +182,8 @@ async fn a_batch_of_webhook_statuses_is_applied_in_order_and_written_once() {
         "{applied:?}"
     );
     assert_eq!(applied.touched_sends, vec![id.clone()]);
-    let rows: Vec<(String, Option<i64>, Option<i64>, Option<i64>)> = messages::table
+    type Funnel = (String, Option<i64>, Option<i64>, Option<i64>);
+    let rows: Vec<Funnel> = messages::table
         .filter(messages::bulk_send_id.eq(&id))
         .order(messages::id)
         .select((
