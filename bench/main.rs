@@ -311,7 +311,38 @@ impl Drop for Env {
     }
 }
 
+/// A row of `pg_stat_user_tables`.
+#[derive(diesel::QueryableByName)]
+struct TableUpdates {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n_tup_upd: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n_tup_hot_upd: i64,
+}
+
 impl Env {
+    /// On PostgreSQL: the updates of `messages` so far and how many were HOT (read after the
+    /// statistics' next flush, which waits for at most a second).
+    async fn message_updates(&self) -> Option<(i64, i64)> {
+        if !self.state.config.database_url.starts_with("postgres") {
+            return None;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
+        let read = self.state.db.run(|conn| {
+            use diesel::RunQueryDsl as _;
+            let query = diesel::sql_query(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'messages'",
+            );
+            let rows: Vec<TableUpdates> = match conn {
+                mindo_bulk::storage::DbConnection::Postgres(pg) => query.load(pg)?,
+                mindo_bulk::storage::DbConnection::Sqlite(_) => Vec::new(),
+            };
+            Ok::<_, mindo_bulk::storage::StorageError>(rows)
+        });
+        let rows = read.await.ok()?;
+        rows.first().map(|r| (r.n_tup_upd, r.n_tup_hot_upd))
+    }
+
     /// Stops the daemon and waits for it, then drops the scratch database: the simulator posts
     /// no more webhooks, the HTTP server closes, the engine drains (calls in flight finish)
     /// and its actors stop. Dropping the database under a running daemon filled the log with
@@ -752,6 +783,12 @@ async fn bench_engine(args: &Args) -> anyhow::Result<()> {
         stats.recipients_accepted_more_than_once,
         cpu / total as f64 * 1e6
     );
+    if let Some((updates, hot)) = env.message_updates().await {
+        println!(
+            "hot     PostgreSQL updates of messages so far: {updates}, of which HOT (no index touched) {hot} ({:.0} %)",
+            hot as f64 * 100.0 / updates.max(1) as f64
+        );
+    }
     if let Some(raw) = raw_ceiling(&env, &world).await {
         println!(
             "ratio   engine / raw HTTP ceiling: {:.2}",

@@ -48,7 +48,12 @@ pub fn recipients_in_window(
     since_ms: i64,
 ) -> Result<std::collections::HashSet<String>, StorageError> {
     let mut found = std::collections::HashSet::new();
-    for chunk in recipients.chunks(super::sends::INSERT_CHUNK) {
+    // PostgreSQL binds the list as one array; SQLite binds each value (its limit is 32 766).
+    let chunk_len = match conn {
+        DbConnection::Postgres(_) => 20_000,
+        DbConnection::Sqlite(_) => 1_000,
+    };
+    for chunk in recipients.chunks(chunk_len) {
         let rows: Vec<String> = quota_ledger::table
             .filter(quota_ledger::portfolio_id.eq(portfolio_id))
             .filter(quota_ledger::last_sent_at.gt(since_ms))

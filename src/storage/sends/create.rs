@@ -1,4 +1,5 @@
-//! Creating a send: the send row and its messages in multi-row INSERTs.
+//! Creating a send: the send row, and its messages in one binary COPY (PostgreSQL) or in
+//! multi-row INSERTs (SQLite).
 
 use diesel::prelude::*;
 
@@ -12,8 +13,8 @@ use crate::with_backend;
 /// backends' bind-parameter limits).
 pub(crate) const INSERT_CHUNK: usize = 100;
 
-/// Stores a send and all its messages (call inside a write transaction). Messages are
-/// inserted in multi-row statements, in recipient order; each is due at `due_at`.
+/// Stores a send and all its messages (call inside a write transaction), in recipient order;
+/// each is due at `due_at`.
 pub fn insert_send(
     conn: &mut DbConnection,
     send: &NewSend,
@@ -40,13 +41,21 @@ pub fn insert_send(
             bulk_sends::created_at.eq(send.created_at),
         ))
         .execute(conn)?;
-    // Full chunks go in as fixed-size arrays of owned rows: diesel then caches the prepared
-    // statement (a multi-row INSERT of a runtime length is parsed afresh every time, which
-    // costs as much as storing the rows). The rest goes in as one statement of its own length.
     let mut rows = recipients
         .into_iter()
         .enumerate()
         .map(|(seq, m)| message_row(&send.id, seq, m, due_at));
+    // PostgreSQL: one binary COPY for every message.
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::copy_from(messages::table)
+            .from_insertable(rows.collect::<Vec<_>>())
+            .execute(pg)?;
+        return Ok(());
+    }
+    // SQLite: full chunks go in as fixed-size arrays of owned rows: diesel then caches the
+    // prepared statement (a multi-row INSERT of a runtime length is parsed afresh every time,
+    // which costs as much as storing the rows). The rest goes in as one statement of its own
+    // length.
     loop {
         let chunk: Vec<NewMessageRow> = rows.by_ref().take(INSERT_CHUNK).collect();
         match <[NewMessageRow; INSERT_CHUNK]>::try_from(chunk) {

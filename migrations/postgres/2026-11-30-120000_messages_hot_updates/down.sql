@@ -1,0 +1,3 @@
+ALTER TABLE messages RESET (fillfactor);
+DROP INDEX messages_due;
+CREATE INDEX messages_due ON messages (bulk_send_id, state, next_attempt_at, id);
