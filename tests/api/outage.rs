@@ -219,3 +219,50 @@ async fn a_database_outage_mid_send_is_survived() {
         status["status"]
     );
 }
+
+/// Every connection the daemon holds is closed by the server, again and again, while a send
+/// runs at full speed (unlike the outage above, new connections are allowed at once): a
+/// batch whose connection dies mid-way is rolled back whole — the webhook POST that carried
+/// it is answered 500 and posted again by Meta, the send's actor restarts from what was
+/// committed — so no message is lost and none is sent twice.
+#[actix_web::test]
+async fn connections_killed_mid_batch_lose_nothing_and_send_nothing_twice() {
+    if std::env::var("MINDO_TEST_POSTGRES_URL").map_or(true, |u| u.is_empty()) {
+        println!("skipped: terminating backends needs PostgreSQL (set MINDO_TEST_POSTGRES_URL)");
+        return;
+    }
+    let meta: MetaApp = spawn_with_meta_tweaked(
+        |sim| {
+            sim.behaviour.retry_max_ms = 300;
+        },
+        |daemon| daemon.reconcile_grace_secs = GRACE_SECS,
+    )
+    .await;
+    let outage = Outage::of(&meta.app.database).expect("a PostgreSQL test database");
+    let list = phones(0, 3_000);
+    let (code, res) = meta
+        .send_bulk(&welcome(crate::meta::NUMBER_UNLIMITED, &list))
+        .await;
+    assert_eq!(code, 202, "{res:#}");
+    let id = res["bulk_send_id"].as_str().unwrap().to_owned();
+    meta.wait_status(&id, |s| s["sent_count"].as_u64().unwrap() >= 50)
+        .await;
+    let mut kills = 0;
+    let mut accepted_at_kills = Vec::new();
+    while kills < 20 {
+        outage.admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            outage.name
+        ));
+        kills += 1;
+        accepted_at_kills.push(meta.stats().accepted_total);
+        actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+    }
+    let (status, stats) = drive_to_the_end(&meta, &id, Duration::from_secs(180)).await;
+    assert_exact_outcome(&meta, &id, &list, &status, &stats).await;
+    println!(
+        "{kills} rounds of terminated connections while Meta had accepted {accepted_at_kills:?}; finished {}, 0 sent twice",
+        status["status"]
+    );
+}
