@@ -129,6 +129,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             .wrap(tracing_actix_web::TracingLogger::default())
             .wrap(from_fn(http::operations::record_request))
+            .wrap(from_fn(http::events::token_out_of_url))
             .app_data(data.clone())
             .configure(http::configure(body_limit))
     })

@@ -15,10 +15,14 @@
 
 use std::time::Duration;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream::{self, Stream, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authenticated;
@@ -37,23 +41,55 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// What `EventSource` waits before reconnecting, in ms (the `retry:` field).
 const RECONNECT_MS: u32 = 1_000;
 
-/// The query of the event streams.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct StreamQuery {
-    /// A dashboard token (`POST /api/v1/dashboard-token/`), for clients that cannot send
-    /// `X-API-Key`.
-    token: Option<String>,
+/// Where [`token_out_of_url`] puts a `?token=` (and only it: a client's own header of this
+/// name is removed).
+const TOKEN_HEADER: &str = "x-mindo-dashboard-token";
+
+/// Middleware, outermost (`startup`): moves a `token` query parameter into [`TOKEN_HEADER`]
+/// before anything sees the URL, so that request logs (which show the URL of every refused
+/// request) never carry a dashboard token.
+pub async fn token_out_of_url(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    req.headers_mut().remove(TOKEN_HEADER);
+    let query = req.uri().query().unwrap_or("");
+    if query.split('&').any(|pair| pair.starts_with("token=")) {
+        let mut token = None;
+        let mut kept = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match name.as_ref() {
+                "token" => token = Some(value.into_owned()),
+                _ => {
+                    kept.append_pair(&name, &value);
+                }
+            }
+        }
+        let kept = kept.finish();
+        let path = req.uri().path().to_owned();
+        let target = match kept.is_empty() {
+            true => path,
+            false => format!("{path}?{kept}"),
+        };
+        if let Ok(uri) = target.parse() {
+            req.head_mut().uri = uri;
+            if let Some(value) = token.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                req.headers_mut()
+                    .insert(HeaderName::from_static(TOKEN_HEADER), value);
+            }
+        }
+    }
+    next.call(req).await
 }
 
 /// The caller of a stream: by `X-API-Key`, else by `?token=`.
-async fn stream_principal(
-    req: &HttpRequest,
-    state: &AppState,
-    query: &StreamQuery,
-) -> Result<Principal, ApiError> {
-    let token = match &query.token {
-        Some(token) if req.headers().get(super::auth::API_KEY_HEADER).is_none() => token.clone(),
+async fn stream_principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+    let token = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .map(|v| v.to_str().unwrap_or(""));
+    let token = match token {
+        Some(token) if req.headers().get(super::auth::API_KEY_HEADER).is_none() => token.to_owned(),
         _ => {
             let mut payload = actix_web::dev::Payload::None;
             let Authenticated(principal) =
@@ -147,7 +183,7 @@ fn follow(subscription: Subscription) -> impl Stream<Item = Result<web::Bytes, a
     path = "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/events/",
     tag = "live events",
     operation_id = "bulk_send_events",
-    params(BulkSendId, StreamQuery,
+    params(BulkSendId, TokenParam,
         ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received: the current state is sent at once unless it is that one."),
     ),
     responses(
@@ -162,9 +198,8 @@ pub async fn send_events(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<BulkSendId>,
-    query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = stream_principal(&req, &state, &query).await?;
+    let principal = stream_principal(&req, &state).await?;
     let tenant_id = principal.tenant_id;
     let id = path.into_inner().0;
     let lookup = id.clone();
@@ -196,7 +231,7 @@ pub async fn send_events(
     path = "/api/v1/events/",
     tag = "live events",
     operation_id = "tenant_events",
-    params(StreamQuery,
+    params(TokenParam,
         ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received: sends that have not changed since are not sent again."),
     ),
     responses(
@@ -208,9 +243,8 @@ pub async fn send_events(
 pub async fn tenant_events(
     req: HttpRequest,
     state: web::Data<AppState>,
-    query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = stream_principal(&req, &state, &query).await?;
+    let principal = stream_principal(&req, &state).await?;
     let since = state.clock.now_ms() - RECENT_MS;
     let mut snapshots = state
         .live
@@ -226,6 +260,17 @@ pub async fn tenant_events(
         .collect();
     let subscription = state.live.follow_tenant(principal.tenant_id, &snapshots);
     Ok(event_stream(first, Some(subscription)))
+}
+
+/// The `token` query parameter of the streams, as documented (the handlers read it from
+/// [`TOKEN_HEADER`], where [`token_out_of_url`] moved it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct TokenParam {
+    /// A dashboard token (`POST /api/v1/dashboard-token/`), for clients that cannot send
+    /// `X-API-Key`.
+    token: Option<String>,
 }
 
 /// A dashboard token.
