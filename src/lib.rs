@@ -25,6 +25,8 @@
 //!   documented error body (its codes an enum), the operator endpoints (`/metrics`,
 //!   `/openapi.json`) and the OpenAPI document; send-bulk's gate of concurrent creates and
 //!   its reader of recipients into compact records.
+//! - [`live`] — live status for the dashboard: the hub behind the server-sent event streams
+//!   (re-reads followed sends, pushes changes, drops slow clients) and dashboard tokens.
 //! - [`sync`] — WABA sync: numbers, templates and portfolio read from the Graph API.
 //! - [`storage`] — diesel over SQLite or PostgreSQL, migrations, one file per aggregate.
 //! - [`simulator`] — the Meta simulator (Graph API endpoints, limits, signed status webhooks,
@@ -38,6 +40,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod live;
 pub mod meta;
 pub mod sandbox;
 pub mod secrets;

@@ -39,6 +39,8 @@ pub struct SandboxInfo {
     pub api_key: String,
     pub numbers: Vec<DemoNumber>,
     pub curl: String,
+    /// The live dashboard (`http::dashboard`).
+    pub dashboard_url: String,
 }
 
 /// A demo sender number.
@@ -144,6 +146,7 @@ pub async fn seed(
         api_key,
         numbers,
         curl,
+        dashboard_url: format!("{base}/"),
     })
 }
 
@@ -157,6 +160,10 @@ pub fn describe(info: &SandboxInfo) -> String {
     out.push_str(&format!(
         "Demo tenant {}; API key: {}\n",
         info.tenant_id, info.api_key
+    ));
+    out.push_str(&format!(
+        "Dashboard: {} (open it, enter the API key, and watch sends move)\n",
+        info.dashboard_url
     ));
     out.push_str("Sender numbers:\n");
     for n in &info.numbers {

@@ -69,7 +69,9 @@ impl Application {
             secret_key.clone(),
         );
         let create_gate = http::create_gate::CreateGate::new(config.max_concurrent_creates);
+        let live = crate::live::LiveHub::start(db.clone(), clock.clone());
         let state = AppState {
+            live,
             db,
             tenant_limits: Arc::new(TenantLimits::new(config.tenant_rps, clock.clone())),
             config,
@@ -127,6 +129,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             .wrap(tracing_actix_web::TracingLogger::default())
             .wrap(from_fn(http::operations::record_request))
+            .wrap(from_fn(http::events::token_out_of_url))
             .app_data(data.clone())
             .configure(http::configure(body_limit))
     })
@@ -160,6 +163,7 @@ pub async fn serve_until_signalled(app: Application) -> anyhow::Result<()> {
     tracing::info!("Stopping: new sends are refused, sends in flight finish.");
     notify(&[sd_notify::NotifyState::Stopping]);
     state.draining.store(true, Ordering::SeqCst);
+    state.live.stop();
     let timeout = Duration::from_secs(state.config.graph_timeout_secs) + DRAIN_SLACK;
     if !state.engine.drain(timeout).await {
         tracing::warn!(

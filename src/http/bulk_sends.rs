@@ -36,7 +36,7 @@ const EXPORT_CHUNK: i64 = 5_000;
 #[into_params(names("bulk_send_id"), parameter_in = Path)]
 pub struct BulkSendId(
     /// The send's id (a UUID).
-    String,
+    pub(crate) String,
 );
 
 impl<'de> Deserialize<'de> for BulkSendId {

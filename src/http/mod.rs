@@ -8,7 +8,9 @@ pub mod auth;
 pub mod bulk_sends;
 pub mod business_accounts;
 pub mod create_gate;
+pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod limits;
 pub mod openapi;
@@ -84,6 +86,23 @@ pub fn configure(body_limit: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                 .post(bulk_sends::resume)
                 .build(),
         )
+        .service(
+            endpoint("/api/v1/meta-templates/bulk-sends/{id}/events")
+                .get(events::send_events)
+                .build(),
+        )
+        .service(
+            endpoint("/api/v1/events")
+                .get(events::tenant_events)
+                .build(),
+        )
+        .service(
+            endpoint("/api/v1/dashboard-token")
+                .post(events::create_token)
+                .build(),
+        )
+        .service(endpoint("/").get(dashboard::page).build())
+        .service(endpoint("/dashboard/{asset}").get(dashboard::asset).build())
         .service(
             endpoint("/webhooks/meta")
                 .get(webhooks::verify)

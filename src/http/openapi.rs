@@ -11,7 +11,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
-use super::{bulk_sends, business_accounts, health, operations, send_bulk, webhooks};
+use super::{
+    bulk_sends, business_accounts, dashboard, events, health, operations, send_bulk, webhooks,
+};
 
 /// The document.
 #[derive(OpenApi)]
@@ -32,6 +34,11 @@ with `/`; the same path without it works too. Every error answer has the body `E
         bulk_sends::pause,
         bulk_sends::resume,
         business_accounts::list,
+        events::send_events,
+        events::tenant_events,
+        events::create_token,
+        dashboard::page,
+        dashboard::asset,
         webhooks::verify,
         webhooks::receive,
         health::healthz,
@@ -43,6 +50,8 @@ with `/`; the same path without it works too. Every error answer has the body `E
     tags(
         (name = "bulk sends", description = "Create, follow and control bulk sends."),
         (name = "business accounts", description = "The tenant's numbers, quotas and templates."),
+        (name = "live events", description = "Server-sent event streams of sends' status objects, and the token that lets a browser open them."),
+        (name = "dashboard", description = "The live dashboard: an HTML page and its assets, compiled into the binary."),
         (name = "meta webhooks", description = "Meta's notifications (Meta → this daemon)."),
         (name = "operations", description = "Health, metrics and this document: no API key; keep them behind the firewall."),
     ),

@@ -10,6 +10,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::secret_box::SecretKey;
 use crate::engine::Engine;
+use crate::live::LiveHub;
 use crate::storage::Db;
 
 /// What every request handler can reach.
@@ -27,4 +28,6 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Bounds the send-bulk requests that hold their body in memory at once.
     pub create_gate: CreateGate,
+    /// The live event streams' hub and the key that signs dashboard tokens.
+    pub live: LiveHub,
 }

@@ -106,6 +106,8 @@ pub struct TestApp {
     pub database: Arc<TestDatabase>,
     /// The daemon's gate of concurrent creates (to see who holds and waits for a slot).
     pub create_gate: mindo_bulk::http::create_gate::CreateGate,
+    /// The hub of the live event streams.
+    pub live: mindo_bulk::live::LiveHub,
 }
 
 /// A config for tests: port 0, the given database, quiet logs; callbacks may go to the
@@ -160,6 +162,7 @@ pub async fn spawn_app_on(
     let engine = app.state().engine.clone();
     let secret_key = app.state().secret_key.clone();
     let create_gate = app.state().create_gate.clone();
+    let live = app.state().live.clone();
     actix_web::rt::spawn(app.run_until_stopped());
     // Ready means the engine has resumed every unfinished send (as `/readyz` says).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -180,6 +183,7 @@ pub async fn spawn_app_on(
         client: reqwest::Client::new(),
         database,
         create_gate,
+        live,
     }
 }
 

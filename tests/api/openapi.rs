@@ -40,6 +40,14 @@ const PATHS: &[(&str, &[&str])] = &[
         &["post"],
     ),
     ("/api/v1/business-accounts/", &["get"]),
+    (
+        "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/events/",
+        &["get"],
+    ),
+    ("/api/v1/events/", &["get"]),
+    ("/api/v1/dashboard-token/", &["post"]),
+    ("/", &["get"]),
+    ("/dashboard/{asset}", &["get"]),
     ("/webhooks/meta/", &["get", "post"]),
     ("/healthz", &["get"]),
     ("/readyz", &["get"]),
@@ -275,6 +283,9 @@ async fn the_document_is_openapi_3_1_and_lists_every_endpoint() {
         "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/cancel/",
         "post"
     ));
+    assert!(secured("/api/v1/dashboard-token/", "post"));
+    assert!(secured("/api/v1/events/", "get"));
+    assert!(!secured("/", "get"));
     assert!(!secured("/webhooks/meta/", "post"));
     assert!(!secured("/metrics", "get"));
 
@@ -430,6 +441,15 @@ async fn documented_shapes_match_real_answers() {
         .unwrap()
         .is_empty());
     assert_shape(&doc, "/api/v1/business-accounts/", "get", 200, &body);
+
+    // The dashboard token.
+    let res = meta
+        .app
+        .post("/api/v1/dashboard-token/", &meta.api_key, &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body = json(res).await;
+    assert_shape(&doc, "/api/v1/dashboard-token/", "post", 200, &body);
 
     // Error bodies: 404, 409, 401, and a 400 with per-item errors.
     let (status, body) = get_json(

@@ -50,6 +50,10 @@ async fn the_sandbox_serves_a_working_demo() {
         .unwrap()
         .trim_end_matches("/api/v1/meta-templates/send-bulk/")
         .to_owned();
+    // The dashboard is printed, and served there.
+    assert_eq!(info["dashboard_url"], format!("{base}/"));
+    let page = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(page.status(), 200);
 
     let client = reqwest::Client::new();
     let accounts: Value = client
