@@ -6,12 +6,12 @@
 //!
 //! # The phases
 //! ```text
-//!            pause                cancel
-//!  Running <-------> Paused  ---------------> Cancelled
-//!     |      resume    |                          (final)
-//!     | stop           | stop
-//!     v                v
-//!  Stopped { reason }                   (final; FAILED, what is left fails with the reason)
+//!             pause
+//!  Running <---------> Paused
+//!           resume
+//!  Running or Paused --cancel--> Cancelled            (final)
+//!  Running or Paused --stop----> Stopped { reason }   (final; FAILED, what is left fails
+//!                                                      with the reason)
 //! ```
 //! Any phase ends in `Retired` once the stored send has settled (or vanished).
 //!
