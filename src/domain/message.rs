@@ -469,7 +469,8 @@ impl Counters {
 }
 
 /// The status of a bulk send. UPPERCASE in the API, except the create response's `"queued"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Its schema is the list filter's (`GET …/bulk-sends/?status=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum BulkStatus {
     /// Created; nothing dispatched yet (also while waiting for `scheduled_at`).

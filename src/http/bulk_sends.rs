@@ -17,6 +17,7 @@ use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::openapi::{ControlErrors, FilterErrors, KeyErrors, UnknownSendErrors};
 use super::state::AppState;
 use crate::clock::format_api_time;
+use crate::domain::message::BulkStatus;
 use crate::engine::bulk_send::{ControlAction, ControlOutcome};
 use crate::engine::EngineError;
 use crate::storage::sends::{self, ListFilter, MessageRow, SendDetail};
@@ -163,18 +164,6 @@ fn page_url(req: &HttpRequest, path: &str, page: i64) -> String {
     url.to_string()
 }
 
-/// A send's status as the list filter takes it.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "UPPERCASE")]
-enum SendStatusFilter {
-    Queued,
-    Processing,
-    Completed,
-    Partial,
-    Failed,
-    Cancelled,
-}
-
 /// A message's status as the messages filter takes it.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -199,7 +188,7 @@ fn filter_value<T: serde::de::DeserializeOwned>(value: &str) -> Option<T> {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// The send's status (exact).
-    #[param(value_type = Option<SendStatusFilter>, inline)]
+    #[param(value_type = Option<BulkStatus>, inline)]
     status: Option<String>,
     /// An internal template id.
     #[param(value_type = Option<i64>)]
@@ -247,7 +236,7 @@ pub async fn list(
         status: match q.status {
             None => None,
             Some(s) => Some(
-                filter_value::<SendStatusFilter>(&s)
+                filter_value::<BulkStatus>(&s)
                     .map(|_| s)
                     .ok_or_else(|| {
                         ApiError::validation(
@@ -627,7 +616,6 @@ impl From<EngineError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::message::BulkStatus;
     use utoipa::PartialSchema;
 
     /// The names a filter's schema lists.
@@ -638,14 +626,14 @@ mod tests {
 
     #[test]
     fn the_list_filter_takes_exactly_the_send_statuses() {
-        let names = documented::<SendStatusFilter>();
+        let names = documented::<BulkStatus>();
         let statuses: Vec<&str> = BulkStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(names, statuses);
         for name in &names {
-            assert!(filter_value::<SendStatusFilter>(name).is_some(), "{name}");
-            assert!(filter_value::<SendStatusFilter>(&name.to_lowercase()).is_none());
+            assert!(filter_value::<BulkStatus>(name).is_some(), "{name}");
+            assert!(filter_value::<BulkStatus>(&name.to_lowercase()).is_none());
         }
-        assert!(filter_value::<SendStatusFilter>("DONE").is_none());
+        assert!(filter_value::<BulkStatus>("DONE").is_none());
     }
 
     #[test]
