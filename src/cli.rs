@@ -65,6 +65,9 @@ pub enum Command {
     /// The key that encrypts access tokens and webhook secrets at rest.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Several daemons on one PostgreSQL: which nodes are alive and who runs what.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Run the Meta simulator on its own (the sandbox world unless --config gives one).
     Simulator(SimulatorArgs),
     /// Submit a CSV of recipients to a running daemon and follow the send with a progress bar
@@ -229,6 +232,13 @@ pub enum SecretsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The nodes (name, state, last heartbeat, version) and the portfolio leases (owner,
+    /// epoch, expiry), as the database knows them.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant with a first API key and a webhook secret.
     Create {
@@ -361,6 +371,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             init_quiet_logging(&config);
             rotate_secrets(cli.json, &config, &new_key_file)
         }
+        Command::Cluster(ClusterCommand::Status) => {
+            let config = load()?;
+            init_quiet_logging(&config);
+            let db = open_migrated_db(&config)?;
+            let ttl = i64::try_from(crate::engine::leases::LEASE_TTL.as_millis()).unwrap_or(0);
+            let status = crate::storage::cluster::status(&mut *db.get()?, ttl)?;
+            print(
+                cli.json,
+                serde_json::to_value(&status)?,
+                &describe_cluster(&status),
+            );
+            Ok(())
+        }
         Command::Waba(command) => waba(cli.json, load()?, command),
         Command::Number(command) => number(cli.json, load()?, command),
         Command::ApiKey(ApiKeyCommand::Revoke { id }) => {
@@ -376,6 +399,47 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `cluster status` as text: a table of nodes, then one of leases.
+fn describe_cluster(status: &crate::storage::cluster::ClusterStatus) -> String {
+    use std::fmt::Write as _;
+    if status.backend == "sqlite" {
+        return "SQLite is one node: a single daemon runs every send (PostgreSQL runs several)."
+            .to_owned();
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "nodes: {}", status.nodes.len());
+    let _ = writeln!(
+        out,
+        "  {:<32} {:<6} {:>6} {:<26} {:>9} {:<9}",
+        "NAME", "STATE", "LEASES", "LAST HEARTBEAT", "AGE (s)", "VERSION"
+    );
+    for n in &status.nodes {
+        let _ = writeln!(
+            out,
+            "  {:<32} {:<6} {:>6} {:<26} {:>9.1} {:<9}",
+            n.name, n.state, n.leases, n.last_heartbeat, n.heartbeat_age_secs, n.version
+        );
+    }
+    let _ = writeln!(out, "leases: {}", status.leases.len());
+    let _ = writeln!(
+        out,
+        "  {:<24} {:<32} {:>6} {:<26} {:>10}",
+        "PORTFOLIO", "OWNER", "EPOCH", "EXPIRES AT", "IN (s)"
+    );
+    for l in &status.leases {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<32} {:>6} {:<26} {:>10.1}",
+            l.portfolio_id,
+            l.owner.as_deref().unwrap_or("-"),
+            l.epoch,
+            l.expires_at,
+            l.expires_in_secs
+        );
+    }
+    out.trim_end().to_owned()
 }
 
 fn waba(json: bool, config: Config, command: WabaCommand) -> anyhow::Result<()> {
@@ -513,6 +577,8 @@ fn serve(mut config: Config, sandbox: bool, json: bool) -> anyhow::Result<()> {
             );
         }
         let bind = config.bind.clone();
+        // Held until the daemon exits: a second daemon on the same SQLite file is refused.
+        let _node_lock = crate::storage::node_lock::NodeLock::acquire(&config.database_url)?;
         let app = Application::build_with_clock(config, clock.clone()).await?;
         tracing::info!(address = %bind, port = app.port(), "mindo-bulk is listening.");
         if let Some(simulator) = &simulator {

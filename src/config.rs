@@ -90,6 +90,20 @@ pub struct Config {
     /// `MINDO_SECRET_KEY_FILE`: a file holding that key (systemd `LoadCredential=`). With
     /// neither, `mindo-secret.key` in the working directory, created on first start.
     pub secret_key_file: Option<PathBuf>,
+    /// `MINDO_NODE_NAME`, default host name + pid: this daemon's name among the daemons on
+    /// one PostgreSQL (logs, metrics, `cluster status`). Must be unique among them.
+    pub node_name: String,
+}
+
+/// The default node name: the host's name and this process's id.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 impl Default for Config {
@@ -118,6 +132,7 @@ impl Default for Config {
             tenant_rps: 50,
             secret_key: None,
             secret_key_file: None,
+            node_name: default_node_name(),
         }
     }
 }
@@ -149,6 +164,7 @@ struct FileConfig {
     tenant_rps: Option<u32>,
     secret_key: Option<SecretString>,
     secret_key_file: Option<PathBuf>,
+    node_name: Option<String>,
 }
 
 /// A setting that could not be used, with the place it came from.
@@ -257,6 +273,9 @@ impl Config {
         if f.secret_key_file.is_some() {
             self.secret_key_file = f.secret_key_file;
         }
+        if let Some(name) = f.node_name {
+            self.node_name = name;
+        }
         if f.app_secret.is_some() {
             self.app_secret = f.app_secret;
         }
@@ -293,6 +312,16 @@ impl Config {
         }
         if let Some(v) = env("MINDO_SECRET_KEY_FILE") {
             self.secret_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("MINDO_NODE_NAME") {
+            let v = v.trim();
+            if v.is_empty() {
+                return Err(ConfigError::Env {
+                    var: "MINDO_NODE_NAME",
+                    message: "a node needs a name; leave it unset for host name + pid".into(),
+                });
+            }
+            self.node_name = v.to_owned();
         }
         if let Some(v) = env("MINDO_CALLBACK_ALLOW_LOOPBACK") {
             self.callback_allow_loopback = match v.trim() {

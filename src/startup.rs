@@ -170,6 +170,9 @@ pub async fn serve_until_signalled(app: Application) -> anyhow::Result<()> {
             "Some calls to Meta did not finish in time; they are reconciled at the next start."
         );
     }
+    // On a cluster, the other nodes take this node's portfolios at their next heartbeat.
+    let engine = state.engine.clone();
+    let _ = tokio::task::spawn_blocking(move || engine.leave_cluster(Duration::from_secs(5))).await;
     handle.stop(true).await;
     server.await??;
     state.engine.stop();

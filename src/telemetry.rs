@@ -75,6 +75,12 @@ pub mod names {
     pub const CALLBACK_ATTEMPTS: &str = "mindo_callback_attempts_total";
     /// Gauge: always 1, with the daemon's `version`.
     pub const BUILD_INFO: &str = "mindo_build_info";
+    /// Gauge: portfolio leases this node holds (cluster on PostgreSQL).
+    pub const CLUSTER_LEASES_HELD: &str = "mindo_cluster_leases_held";
+    /// Counter: leases this node took over from a node that stopped renewing them.
+    pub const CLUSTER_TAKEOVERS: &str = "mindo_cluster_takeovers_total";
+    /// Counter: claims refused because this node's lease was no longer valid (fenced out).
+    pub const CLUSTER_FENCED_CLAIMS: &str = "mindo_cluster_fenced_claims_total";
 }
 
 /// Classes of `mindo_messages_failed_total`.
@@ -178,6 +184,18 @@ pub fn render_metrics() -> String {
 /// before the first event.
 fn describe() {
     use names::*;
+    describe_gauge!(
+        CLUSTER_LEASES_HELD,
+        "Portfolio leases this node holds (several daemons on one PostgreSQL)."
+    );
+    describe_counter!(
+        CLUSTER_TAKEOVERS,
+        "Portfolio leases this node took over from a node that stopped renewing them."
+    );
+    describe_counter!(
+        CLUSTER_FENCED_CLAIMS,
+        "Claims of messages refused because this node no longer held the portfolio's lease."
+    );
     describe_counter!(
         MESSAGES_DISPATCHED,
         "Messages handed to Meta's Graph API (every attempt, retries included)."
@@ -260,6 +278,9 @@ fn describe() {
         gauge!(LIMITER_QUEUED, "state" => state).increment(0.0);
     }
     gauge!(ACTIVE_SENDS).increment(0.0);
+    gauge!(CLUSTER_LEASES_HELD).set(0.0);
+    counter!(CLUSTER_TAKEOVERS).increment(0);
+    counter!(CLUSTER_FENCED_CLAIMS).increment(0);
     for result in CALLBACK_RESULTS {
         counter!(CALLBACK_ATTEMPTS, "result" => result).increment(0);
     }
@@ -386,6 +407,21 @@ impl Drop for QueuedGauge {
     fn drop(&mut self) {
         self.set(0, 0, 0);
     }
+}
+
+/// The node holds `n` portfolio leases now.
+pub fn cluster_leases_held(n: usize) {
+    gauge!(names::CLUSTER_LEASES_HELD).set(n as f64);
+}
+
+/// The node took `n` leases over from nodes that stopped renewing them.
+pub fn cluster_takeovers(n: usize) {
+    counter!(names::CLUSTER_TAKEOVERS).increment(n as u64);
+}
+
+/// A claim was refused: the node's lease was no longer valid.
+pub fn cluster_fenced_claim() {
+    counter!(names::CLUSTER_FENCED_CLAIMS).increment(1);
 }
 
 /// A bulk send's actor started (`+1`) or retired (`-1`).

@@ -206,16 +206,27 @@ fn digits(text: &str) -> String {
     text.chars().filter(char::is_ascii_digit).collect()
 }
 
+/// Our message id in the `biz_opaque_callback_data` we sent: `{bulk_send_id}/{message_id}`,
+/// followed on a cluster by `/{epoch}`, the lease epoch the message was claimed under.
+fn opaque_message_id(data: &str) -> Option<i64> {
+    let mut parts = data.split('/');
+    let (_send, id) = (parts.next()?, parts.next()?);
+    match (parts.next(), parts.next()) {
+        (None, _) => id.parse().ok(),
+        (Some(epoch), None) if epoch.parse::<i64>().is_ok() => id.parse().ok(),
+        _ => None,
+    }
+}
+
 /// A parsed status as the storage applies it; `None` for statuses that change nothing
 /// (`played`, unknown values). Our message id comes from `biz_opaque_callback_data`
-/// (`{bulk_send_id}/{message_id}`).
+/// (see [`opaque_message_id`]).
 fn status_update(s: &webhook::StatusUpdate, now_ms: i64) -> Option<StatusUpdate> {
     let status = s.status.to_webhook_status()?;
     let message_id = s
         .biz_opaque_callback_data
         .as_deref()
-        .and_then(|data| data.rsplit_once('/'))
-        .and_then(|(_, id)| id.parse().ok());
+        .and_then(opaque_message_id);
     Some(StatusUpdate {
         message_id,
         wamid: s.wamid.clone(),
@@ -587,5 +598,15 @@ mod tests {
             json!({"user_preferences": [{"wa_id": "1", "category": "marketing_messages", "value": "stop"}]})
         ))
         .is_empty());
+    }
+
+    #[test]
+    fn the_opaque_data_names_the_message_with_or_without_an_epoch() {
+        assert_eq!(opaque_message_id("send-1/17"), Some(17));
+        assert_eq!(opaque_message_id("send-1/17/4"), Some(17));
+        assert_eq!(opaque_message_id("send-1/17/x"), None);
+        assert_eq!(opaque_message_id("send-1/17/4/5"), None);
+        assert_eq!(opaque_message_id("garbage"), None);
+        assert_eq!(opaque_message_id("a/b"), None);
     }
 }

@@ -7,6 +7,8 @@
 //! - `writer`: the one database writer, with group commit.
 //! - `ingest`: what a Meta webhook notification changes, applied in one write; the webhook
 //!   counters.
+//! - `leases`: which portfolios this node runs when several daemons share one PostgreSQL:
+//!   `Leases` (asked before every claim) and the `LeaseKeeper` thread that renews them.
 //! - `callbacks`: `CallbackDelivery`, which posts client callback events from the outbox,
 //!   signed, retried, in order per send.
 //!
@@ -17,6 +19,7 @@
 pub mod bulk_send;
 pub mod callbacks;
 pub mod ingest;
+pub mod leases;
 pub mod limiter;
 pub mod supervisor;
 pub mod writer;
@@ -33,6 +36,7 @@ use crate::storage::{Db, StorageError};
 use bulk_send::{Control, ControlAction, ControlOutcome};
 use callbacks::CallbackDelivery;
 use ingest::{IngestCounters, IngestOutcome, WebhookChanges};
+use leases::{KeeperHandle, LeaseKeeper, Leases};
 use supervisor::{ApplyWebhook, DrainAll, IsResumed, JobSupervisor, RouteControl, StartSend};
 use writer::StoreWriter;
 
@@ -47,6 +51,8 @@ pub struct EngineContext {
     pub secret_key: SecretKey,
     /// Send actors running now (started and not yet stopped), for [`Engine::live_send_actors`].
     pub live_send_actors: Arc<AtomicUsize>,
+    /// The portfolios this node runs (all of them on a single node).
+    pub leases: Leases,
 }
 
 /// Why the engine could not do something.
@@ -68,22 +74,32 @@ pub struct Engine {
     /// Webhook counters, for the life of the process.
     ingest_counters: Arc<IngestCounters>,
     live_send_actors: Arc<AtomicUsize>,
+    leases: Leases,
+    /// The lease keeper's thread (cluster only).
+    keeper: Option<KeeperHandle>,
 }
 
 impl Engine {
     /// Starts the writer thread, the engine's arbiter and the supervisor on it (the
     /// supervisor resumes every unfinished send), and callback delivery on an arbiter of its
-    /// own.
+    /// own. On PostgreSQL the node joins the cluster of every daemon on that database: its
+    /// lease keeper starts, and the supervisor runs the sends of the portfolios it holds.
     pub fn start(db: Db, config: Arc<Config>, clock: SharedClock, secret_key: SecretKey) -> Engine {
         let writer = StoreWriter::start(db.clone());
         let live_send_actors = Arc::new(AtomicUsize::new(0));
+        let leases = if db.is_sqlite() {
+            Leases::single()
+        } else {
+            Leases::cluster(config.node_name.clone())
+        };
         let context = EngineContext {
-            db,
+            db: db.clone(),
             writer,
-            config,
+            config: config.clone(),
             clock,
             secret_key,
             live_send_actors: live_send_actors.clone(),
+            leases: leases.clone(),
         };
         let callbacks_arbiter = Arbiter::new().handle();
         let callbacks_context = context.clone();
@@ -93,12 +109,41 @@ impl Engine {
         let arbiter = Arbiter::new().handle();
         let supervisor =
             JobSupervisor::start_in_arbiter(&arbiter, move |_| JobSupervisor::new(context));
+        let keeper = if leases.is_cluster() {
+            let drain = std::time::Duration::from_secs(config.graph_timeout_secs);
+            let bind = config.bind.clone();
+            match LeaseKeeper::start(db, leases.clone(), bind, supervisor.clone(), drain) {
+                Ok(keeper) => Some(keeper),
+                Err(err) => {
+                    // The node never joins: /readyz stays 503 and it runs no send.
+                    tracing::error!(error = %err, "The lease keeper thread did not start.");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Engine {
             supervisor,
             arbiter,
             callbacks_arbiter,
             ingest_counters: Arc::default(),
             live_send_actors,
+            leases,
+            keeper,
+        }
+    }
+
+    /// The portfolios this node runs.
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
+    /// A clean stop on a cluster, after [`Engine::drain`]: the node hands every lease over
+    /// and leaves, so other nodes take its portfolios at once.
+    pub fn leave_cluster(&self, timeout: std::time::Duration) {
+        if let Some(keeper) = &self.keeper {
+            keeper.leave(timeout);
         }
     }
 
@@ -169,8 +214,12 @@ impl Engine {
         )
     }
 
-    /// Stops the engine's arbiters (their actors stop with them).
+    /// Stops the engine's arbiters (their actors stop with them) and the lease keeper, the
+    /// hard way: leases this node held stay until they expire.
     pub fn stop(&self) {
+        if let Some(keeper) = &self.keeper {
+            keeper.halt();
+        }
         self.arbiter.stop();
         self.callbacks_arbiter.stop();
     }

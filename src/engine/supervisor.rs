@@ -6,33 +6,60 @@
 //! Send actors run under actix's `Supervisor`, which restarts a stopped actor (with its
 //! state rebuilt from the database) for as long as someone holds its address. The
 //! supervisor drops the address when the actor reports its send settled.
+//!
+//! On a cluster (several daemons on one PostgreSQL, see `leases`) the supervisor runs only
+//! the sends of the portfolios this node holds: it starts them when the lease keeper reports
+//! a lease gained and disowns them when one is lost. What other nodes change (a new send, a
+//! control, a webhook's effect on a send or a number) reaches it through the change feed
+//! (`storage::cluster`), read every [`FEED_EVERY`]; what this node changes is followed at
+//! once, as on a single node, and also written to the feed for the others.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::bulk_send::{BulkSendActor, Control, ControlOutcome, Drain, WebhookEffect};
+use super::bulk_send::{
+    BulkSendActor, Control, ControlAction, ControlOutcome, Disown, Drain, Reload, WebhookEffect,
+};
 use super::ingest::{self, IngestOutcome, WebhookChanges};
 use super::limiter::{LimiterCall, PhoneLimiter, QuotaRegistry};
 use super::EngineContext;
 use crate::meta::client::GraphClient;
+use crate::storage::cluster::{self, ClusterEvent, SendOwner};
 use crate::storage::sends;
 use crate::storage::StorageError;
 use crate::telemetry;
+
+/// How often a cluster node reads the change feed.
+pub const FEED_EVERY: Duration = Duration::from_millis(500);
+/// Events read from the feed at once at most.
+const FEED_PAGE: i64 = 1_000;
+
+/// A running send actor and the portfolio whose lease it runs under.
+struct SendEntry {
+    addr: Addr<BulkSendActor>,
+    portfolio: String,
+}
 
 /// The supervisor actor.
 pub struct JobSupervisor {
     ctx: EngineContext,
     graph: GraphClient,
-    sends: HashMap<String, Addr<BulkSendActor>>,
-    /// Limiters by phone-number row id.
-    limiters: HashMap<i64, Addr<PhoneLimiter>>,
+    sends: HashMap<String, SendEntry>,
+    /// Limiters by phone-number row id, with their portfolio.
+    limiters: HashMap<i64, (Addr<PhoneLimiter>, String)>,
     /// Portfolio quotas, shared by the limiters of a portfolio's numbers.
     quotas: QuotaRegistry,
     /// Whether the boot scan finished (readiness).
     resumed: bool,
     /// A clean stop is under way: no new actor starts.
     draining: bool,
+    /// Where this node's reading of the change feed stands (cluster only); `None` until the
+    /// newest sequence number at start is known.
+    feed_seq: Option<i64>,
+    /// A read of the feed is under way.
+    reading_feed: bool,
 }
 
 impl JobSupervisor {
@@ -46,29 +73,155 @@ impl JobSupervisor {
             quotas: QuotaRegistry::default(),
             resumed: false,
             draining: false,
+            feed_seq: None,
+            reading_feed: false,
         }
     }
 
-    /// Starts the actor of a send (once), with the limiter of its number.
-    fn start_send(&mut self, id: String, phone_row_id: i64, ctx: &mut Context<Self>) {
-        if self.draining || self.sends.contains_key(&id) {
-            // While draining, a new send stays stored; the next start resumes it.
-            return;
+    /// Starts the actor of an unsettled send (once), with the limiter of its number, if this
+    /// node runs its portfolio. Returns whether it runs here.
+    fn start_send(&mut self, owner: SendOwner, ctx: &mut Context<Self>) -> bool {
+        if self.sends.contains_key(&owner.send_id) {
+            return true;
         }
+        if self.draining || owner.settled || !self.ctx.leases.owns(&owner.portfolio_id) {
+            // While draining, a new send stays stored; the next start (or another node)
+            // resumes it. A portfolio this node does not hold is another node's.
+            return false;
+        }
+        let phone_row_id = owner.phone_row_id;
         let limiter = self
             .limiters
             .entry(phone_row_id)
             .or_insert_with(|| {
-                PhoneLimiter::new(phone_row_id, self.ctx.clone(), self.quotas.clone()).start()
+                let limiter =
+                    PhoneLimiter::new(phone_row_id, self.ctx.clone(), self.quotas.clone()).start();
+                (limiter, owner.portfolio_id.clone())
             })
+            .0
             .clone();
         let (engine, graph, me) = (self.ctx.clone(), self.graph.clone(), ctx.address());
-        let actor_id = id.clone();
+        let actor_id = owner.send_id.clone();
         let addr = actix::Supervisor::start(move |_| {
             BulkSendActor::new(actor_id, engine, graph, me, limiter)
         });
-        if self.sends.insert(id, addr).is_none() {
+        let entry = SendEntry {
+            addr,
+            portfolio: owner.portfolio_id,
+        };
+        if self.sends.insert(owner.send_id, entry).is_none() {
             telemetry::active_sends_changed(1.0);
+        }
+        true
+    }
+
+    /// Stops running the sends and limiters of `portfolios` (their lease is lost or handed
+    /// over): each send actor stops dispatching, writes what is in flight and goes. Returns
+    /// the waiters of those drains.
+    fn disown(&mut self, portfolios: &[String]) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        if portfolios.is_empty() {
+            return Vec::new();
+        }
+        let ids: Vec<String> = self
+            .sends
+            .iter()
+            .filter(|(_, e)| portfolios.contains(&e.portfolio))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut waits = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(entry) = self.sends.remove(&id) {
+                telemetry::active_sends_changed(-1.0);
+                let (done, wait) = tokio::sync::oneshot::channel();
+                entry.addr.do_send(Disown(done));
+                waits.push(wait);
+            }
+        }
+        // A new owner starts from the database: the quota is read again there, and a limiter
+        // started here again later holds its first second, as after a restart.
+        self.limiters.retain(|_, (_, p)| !portfolios.contains(p));
+        let mut quotas = self.quotas.lock();
+        for portfolio in portfolios {
+            quotas.remove(portfolio);
+        }
+        drop(quotas);
+        tracing::info!(portfolios = ?portfolios, sends = waits.len(), "This node no longer runs these portfolios.");
+        waits
+    }
+
+    /// Starts the unsettled sends of `portfolios` (leases gained). Marks the engine resumed
+    /// once done.
+    fn adopt(&mut self, portfolios: Vec<String>, ctx: &mut Context<Self>) {
+        let fut = self.ctx.db.run(cluster::unsettled_send_owners);
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(owners) => {
+                let mut started = 0;
+                for owner in owners {
+                    if portfolios.contains(&owner.portfolio_id) && act.start_send(owner, ctx) {
+                        started += 1;
+                    }
+                }
+                if !act.resumed {
+                    tracing::info!(sends = started, "The engine resumed the unfinished sends of its portfolios.");
+                }
+                act.resumed = true;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "Reading the sends of gained portfolios failed; retrying.");
+                ctx.run_later(Duration::from_secs(1), move |act, ctx| act.adopt(portfolios, ctx));
+            }
+        }));
+    }
+
+    /// Reads what other nodes changed since the last read and follows what concerns this
+    /// node.
+    fn read_feed(&mut self, ctx: &mut Context<Self>) {
+        if self.reading_feed {
+            return;
+        }
+        self.reading_feed = true;
+        let from = self.feed_seq;
+        let fut = self.ctx.db.run(move |conn| match from {
+            None => Ok((Vec::new(), cluster::last_event_seq(conn)?)),
+            Some(seq) => cluster::events_after(conn, seq, FEED_PAGE),
+        });
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+            act.reading_feed = false;
+            match result {
+                Ok((events, seq)) => {
+                    act.feed_seq = Some(seq);
+                    for event in events {
+                        act.follow(event, ctx);
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "Reading the cluster's change feed failed.")
+                }
+            }
+        }));
+    }
+
+    /// One change from the feed: the actor of a send re-reads its stored phase (or is
+    /// started, if this node runs its portfolio); a number's limiter reads its settings back.
+    fn follow(&mut self, event: ClusterEvent, ctx: &mut Context<Self>) {
+        match event {
+            ClusterEvent::Send(id) => {
+                if let Some(entry) = self.sends.get(&id) {
+                    entry.addr.do_send(Reload);
+                    return;
+                }
+                let fut = self.ctx.db.run(move |conn| cluster::send_owner(conn, &id));
+                ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+                    if let Ok(Some(owner)) = result {
+                        act.start_send(owner, ctx);
+                    }
+                }));
+            }
+            ClusterEvent::Number(row_id) => {
+                if let Some((limiter, _)) = self.limiters.get(&row_id) {
+                    limiter.do_send(LimiterCall::Refresh);
+                }
+            }
         }
     }
 }
@@ -84,12 +237,19 @@ impl Actor for JobSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let fut = self.ctx.db.run(sends::unsettled_sends);
+        if self.ctx.leases.is_cluster() {
+            // The lease keeper's first heartbeat says which portfolios are this node's; until
+            // then nothing runs (and the node is not ready).
+            self.read_feed(ctx);
+            ctx.run_interval(FEED_EVERY, |act, ctx| act.read_feed(ctx));
+            return;
+        }
+        let fut = self.ctx.db.run(cluster::unsettled_send_owners);
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
             Ok(unsettled) => {
                 let n = unsettled.len();
-                for send in unsettled {
-                    act.start_send(send.id, send.phone_number_id, ctx);
+                for owner in unsettled {
+                    act.start_send(owner, ctx);
                 }
                 act.resumed = true;
                 tracing::info!(sends = n, "The engine resumed every unfinished send.");
@@ -118,10 +278,25 @@ impl Handler<StartSend> for JobSupervisor {
         let id = msg.id;
         let fut = self.ctx.db.run({
             let id = id.clone();
-            move |conn| sends::load_send(conn, &id)
+            move |conn| cluster::send_owner(conn, &id)
         });
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(Some(send)) => act.start_send(send.id, send.phone_number_id, ctx),
+            Ok(Some(owner)) => {
+                let send_id = owner.send_id.clone();
+                if !act.start_send(owner, ctx) && act.ctx.leases.is_cluster() {
+                    // Another node's portfolio, or one no node holds yet: the feed tells its
+                    // owner, and the keeper looks for free leases now rather than in a second.
+                    act.ctx.leases.nudge();
+                    let write = act.ctx.writer.write(move |conn| {
+                        cluster::append_events(conn, &[ClusterEvent::Send(send_id)])
+                    });
+                    ctx.spawn(write.into_actor(act).map(|result, _, _| {
+                        if let Err(err) = result {
+                            tracing::warn!(error = %err, "Announcing a new send to the cluster failed; its owner finds it at its next lease change.");
+                        }
+                    }));
+                }
+            }
             Ok(None) => tracing::warn!(bulk_send_id = %id, "A new send is not in the database."),
             Err(err) => {
                 // It is stored: the next boot resumes it; try again shortly meanwhile.
@@ -132,20 +307,99 @@ impl Handler<StartSend> for JobSupervisor {
     }
 }
 
-/// A send actor's send settled: forget its address so it can stop for good.
+/// A send actor's send settled (or it left a portfolio this node no longer holds): forget
+/// its address so it can stop for good.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SendSettled {
     pub id: String,
+    pub addr: Addr<BulkSendActor>,
 }
 
 impl Handler<SendSettled> for JobSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: SendSettled, _ctx: &mut Context<Self>) {
-        if self.sends.remove(&msg.id).is_some() {
+        // Only the actor that reports: a newer one may run the send here since.
+        if self.sends.get(&msg.id).is_some_and(|e| e.addr == msg.addr) {
+            self.sends.remove(&msg.id);
             telemetry::active_sends_changed(-1.0);
         }
+    }
+}
+
+/// A send actor found its claim fenced out (the lease is gone or no longer usable): it stops
+/// dispatching; the supervisor disowns it and, if the portfolio is (still or again) this
+/// node's a moment later, starts it afresh under the current lease.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClaimFenced {
+    pub id: String,
+    pub addr: Addr<BulkSendActor>,
+}
+
+impl Handler<ClaimFenced> for JobSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClaimFenced, ctx: &mut Context<Self>) {
+        if !self.sends.get(&msg.id).is_some_and(|e| e.addr == msg.addr) {
+            return;
+        }
+        if let Some(entry) = self.sends.remove(&msg.id) {
+            telemetry::active_sends_changed(-1.0);
+            let (done, _wait) = tokio::sync::oneshot::channel();
+            entry.addr.do_send(Disown(done));
+        }
+        let id = msg.id;
+        ctx.run_later(Duration::from_secs(1), move |act, ctx| {
+            act.follow(ClusterEvent::Send(id), ctx);
+        });
+    }
+}
+
+/// The lease keeper's news: leases gained (start their sends) and lost (disown them). The
+/// first one, even empty, means the node has joined.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct LeasesChanged {
+    pub gained: Vec<String>,
+    pub lost: Vec<String>,
+}
+
+impl Handler<LeasesChanged> for JobSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeasesChanged, ctx: &mut Context<Self>) {
+        drop(self.disown(&msg.lost));
+        self.adopt(msg.gained, ctx);
+    }
+}
+
+/// The lease keeper hands `portfolios` over to balance the cluster: their sends stop here;
+/// `done` is answered once what they had in flight is written, and the keeper releases the
+/// leases then.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Relinquish {
+    pub portfolios: Vec<String>,
+    pub done: std::sync::mpsc::Sender<()>,
+}
+
+impl Handler<Relinquish> for JobSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Relinquish, ctx: &mut Context<Self>) {
+        let waits = self.disown(&msg.portfolios);
+        let done = msg.done;
+        ctx.spawn(
+            async move {
+                for wait in waits {
+                    let _ = wait.await;
+                }
+                let _ = done.send(());
+            }
+            .into_actor(self),
+        );
     }
 }
 
@@ -162,33 +416,93 @@ impl Handler<RouteControl> for JobSupervisor {
     type Result = ResponseActFuture<Self, Option<Result<ControlOutcome, StorageError>>>;
 
     fn handle(&mut self, msg: RouteControl, _ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(addr) = self.sends.get(&msg.id).cloned() {
+        if let Some(addr) = self.sends.get(&msg.id).map(|e| e.addr.clone()) {
             // An actor that stopped meanwhile (settled) owns nothing any more.
             return Box::pin(async move { addr.send(msg.control).await.ok() }.into_actor(self));
         }
         // No actor yet (the boot scan or a start still loading) or any more (settled): the
         // database tells which, and an unsettled send gets its actor now.
+        // On a cluster, a send another node runs is controlled in the database: its owner
+        // follows the stored phase within a feed read.
         let id = msg.id.clone();
-        let lookup = self.ctx.db.run(move |conn| sends::load_send(conn, &id));
+        let lookup = self.ctx.db.run(move |conn| cluster::send_owner(conn, &id));
         Box::pin(lookup.into_actor(self).then(move |found, act, ctx| {
+            enum Target {
+                Actor(Addr<BulkSendActor>),
+                Stored,
+                Settled,
+            }
             let target = match found {
-                Ok(Some(send)) if !send.is_settled() => {
-                    act.start_send(send.id.clone(), send.phone_number_id, ctx);
-                    Ok(act.sends.get(&send.id).cloned())
+                Ok(Some(owner)) if !owner.settled => {
+                    let id = owner.send_id.clone();
+                    if act.start_send(owner, ctx) {
+                        Ok(act
+                            .sends
+                            .get(&id)
+                            .map_or(Target::Settled, |e| Target::Actor(e.addr.clone())))
+                    } else if act.ctx.leases.is_cluster() {
+                        Ok(Target::Stored)
+                    } else {
+                        Ok(Target::Settled)
+                    }
                 }
-                Ok(_) => Ok(None),
+                Ok(_) => Ok(Target::Settled),
                 Err(err) => Err(err),
             };
+            let (writer, now) = (act.ctx.writer.clone(), act.ctx.clock.now_ms());
             async move {
                 match target {
-                    Ok(Some(addr)) => addr.send(msg.control).await.ok(),
-                    Ok(None) => None,
+                    Ok(Target::Actor(addr)) => addr.send(msg.control).await.ok(),
+                    Ok(Target::Stored) => {
+                        let (id, action) = (msg.id, msg.control.0);
+                        Some(
+                            writer
+                                .write(move |conn| control_stored(conn, &id, action, now))
+                                .await,
+                        )
+                    }
+                    Ok(Target::Settled) => None,
                     Err(err) => Some(Err(err)),
                 }
             }
             .into_actor(act)
         }))
     }
+}
+
+/// A control of a send another node runs, applied to the stored send (the same writes its
+/// actor makes) and announced on the feed, in one transaction.
+fn control_stored(
+    conn: &mut crate::storage::DbConnection,
+    id: &str,
+    action: ControlAction,
+    now: i64,
+) -> Result<ControlOutcome, StorageError> {
+    let Some(send) = sends::load_send(conn, id)? else {
+        return Ok(ControlOutcome::AlreadyFinished);
+    };
+    if send.is_settled() || send.status().is_finished() {
+        return Ok(ControlOutcome::AlreadyFinished);
+    }
+    let outcome = match action {
+        ControlAction::Cancel => {
+            if sends::cancel_send(conn, id, now)? {
+                ControlOutcome::Done
+            } else {
+                ControlOutcome::AlreadyFinished
+            }
+        }
+        ControlAction::Pause => {
+            sends::set_paused(conn, id, true, Some("paused by the client"))?;
+            ControlOutcome::Done
+        }
+        ControlAction::Resume => {
+            sends::set_paused(conn, id, false, None)?;
+            ControlOutcome::Done
+        }
+    };
+    cluster::append_events(conn, &[ClusterEvent::Send(id.to_owned())])?;
+    Ok(outcome)
 }
 
 /// What a webhook notification changes: made durable in one write, then followed at once by
@@ -205,22 +519,30 @@ impl Handler<ApplyWebhook> for JobSupervisor {
 
     fn handle(&mut self, msg: ApplyWebhook, _ctx: &mut Context<Self>) -> Self::Result {
         let now = self.ctx.clock.now_ms();
-        let write = self
-            .ctx
-            .writer
-            .write(move |conn| ingest::apply(conn, &msg.changes, now));
+        let write = self.ctx.writer.write(move |conn| {
+            let outcome = ingest::apply(conn, &msg.changes, now)?;
+            // The other nodes (the owners of these sends and numbers) follow from the feed.
+            let events: Vec<ClusterEvent> = outcome
+                .sends
+                .iter()
+                .map(|(id, _)| ClusterEvent::Send(id.clone()))
+                .chain(outcome.numbers.iter().map(|n| ClusterEvent::Number(*n)))
+                .collect();
+            cluster::append_events(conn, &events)?;
+            Ok(outcome)
+        });
         Box::pin(write.into_actor(self).then(|result, act, _ctx| {
             let mut told = Vec::new();
             if let Ok(outcome) = &result {
                 // A send without a live actor has settled (or its actor is still being
                 // started, and loads the stored flags).
                 for (send_id, effect) in &outcome.sends {
-                    if let Some(addr) = act.sends.get(send_id) {
-                        told.push(addr.send(WebhookEffect(effect.clone())));
+                    if let Some(entry) = act.sends.get(send_id) {
+                        told.push(entry.addr.send(WebhookEffect(effect.clone())));
                     }
                 }
                 for row_id in &outcome.numbers {
-                    if let Some(limiter) = act.limiters.get(row_id) {
+                    if let Some((limiter, _)) = act.limiters.get(row_id) {
                         limiter.do_send(LimiterCall::Refresh);
                     }
                 }
@@ -249,9 +571,9 @@ impl Handler<DrainAll> for JobSupervisor {
         let waits: Vec<_> = self
             .sends
             .values()
-            .map(|addr| {
+            .map(|entry| {
                 let (done, wait) = tokio::sync::oneshot::channel();
-                addr.do_send(Drain(done));
+                entry.addr.do_send(Drain(done));
                 wait
             })
             .collect();

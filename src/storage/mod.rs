@@ -2,6 +2,7 @@
 //!
 //! - `conn`: the multi-backend connection, the r2d2 pool, write transactions.
 //! - `schema`: the tables.
+//! - `node_lock`: SQLite is one node: the daemon's lock on the database file.
 //! - `migrations`: the embedded migration trees, one per backend.
 //! - `tenants`: tenants and their API keys.
 //! - `sends`: bulk sends and messages: creation, reads, dispatch, webhooks, controls (one file each).
@@ -10,6 +11,8 @@
 //! - `accounts`: WABAs, phone numbers, templates; operator overrides; quota usage; the
 //!   template and number changes Meta's webhooks report.
 //! - `inbound`: when each user last wrote to each number (the customer-service window).
+//! - `cluster`: several daemons on one PostgreSQL: heartbeats, portfolio leases, fenced
+//!   claims, the change feed.
 //! - `callbacks`: the outbox of client callback events (enqueued with the status change
 //!   they report, delivered by `engine::callbacks`).
 //! - `secrets`: the secrets stored encrypted: key checks, sealing plain rows, rotation.
@@ -20,10 +23,12 @@
 
 pub mod accounts;
 pub mod callbacks;
+pub mod cluster;
 pub mod conn;
 pub mod idempotency;
 pub mod inbound;
 pub mod migrations;
+pub mod node_lock;
 pub mod quota;
 pub mod schema;
 pub mod secrets;

@@ -361,7 +361,8 @@ async fn no_message_of_a_paused_or_cancelled_send_can_be_marked_dispatching() {
     for id in &ids {
         let (_, rows) = sends::messages_page(&mut conn, id, None, 0, 10).unwrap();
         let marks: Vec<(i64, String)> = rows.iter().map(|m| (m.id, m.recipient.clone())).collect();
-        let held = sends::mark_dispatching(&mut conn, id, "102938475610002", &marks, now).unwrap();
+        let held =
+            sends::mark_dispatching(&mut conn, id, "102938475610002", &marks, now, None).unwrap();
         assert_eq!(held, DispatchMarks::Held);
     }
     drop(conn);
@@ -411,6 +412,7 @@ async fn restart_with_messages_in_flight(policy_fail: bool) {
         "102938475610002",
         &marks,
         now,
+        None,
     )
     .unwrap();
     assert_eq!(

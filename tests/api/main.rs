@@ -11,6 +11,7 @@ mod bulk_sends;
 mod callbacks;
 mod cli;
 mod client;
+mod cluster;
 mod dashboard;
 mod engine;
 mod errors;

@@ -125,6 +125,43 @@ impl Handler<Drain> for BulkSendActor {
     }
 }
 
+/// This node no longer runs the send's portfolio (its lease was lost or handed over): the
+/// actor dispatches nothing more, writes what is in flight, answers, and retires.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disown(pub tokio::sync::oneshot::Sender<()>);
+
+impl Handler<Disown> for BulkSendActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disown, ctx: &mut Context<Self>) {
+        self.disowned = true;
+        if !self.draining {
+            self.draining = true;
+            self.withdraw();
+        }
+        self.drain_waiters.push(msg.0);
+        self.poke(ctx);
+    }
+}
+
+/// Another node changed the stored send (a control, a webhook's effect): follow its stored
+/// phase.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reload;
+
+impl Handler<Reload> for BulkSendActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Reload, ctx: &mut Context<Self>) {
+        if self.phase == crate::domain::lifecycle::Phase::Retired || self.draining {
+            return;
+        }
+        self.follow_stored_phase(ctx);
+    }
+}
+
 /// What a control request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlOutcome {

@@ -32,7 +32,7 @@ use crate::meta::client::GraphClient;
 use crate::meta::error::SendFailure;
 use crate::storage::sends::{self, Outcome, PendingCursor, PendingMessage};
 
-pub use self::control::{Control, ControlOutcome, Drain, WebhookEffect};
+pub use self::control::{Control, ControlOutcome, Disown, Drain, Reload, WebhookEffect};
 pub use crate::domain::lifecycle::ControlAction;
 
 /// How long Meta's answers wait to be written together: one write per batch, not per answer.
@@ -129,6 +129,9 @@ pub struct BulkSendActor {
     /// is in flight and every outcome is written.
     draining: bool,
     drain_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// This node no longer runs the send's portfolio (cluster): once drained, the actor
+    /// retires, leaving the send to the lease's new owner.
+    disowned: bool,
     /// Bumped by every control request and webhook effect, and again when a control's write
     /// commits: a read of the row that overlapped one keeps the in-memory pause and cancel
     /// phase ([`BulkSendActor::stored_row_is_fresh`]).
@@ -173,6 +176,7 @@ impl BulkSendActor {
             clock_moves: None,
             draining: false,
             drain_waiters: Vec::new(),
+            disowned: false,
             control_generation: 0,
             control_writes: 0,
         }
@@ -194,7 +198,9 @@ impl BulkSendActor {
     fn poke(&mut self, ctx: &mut Context<Self>) {
         if self.draining {
             self.flush(ctx);
-            self.answer_drain();
+            if self.answer_drain() && self.disowned && self.phase != Phase::Retired {
+                self.retire(ctx);
+            }
             return;
         }
         if self.checking_settled || self.phase == Phase::Retired {
@@ -251,8 +257,9 @@ impl BulkSendActor {
         }
     }
 
-    /// Answers drain waiters once nothing is in flight and every outcome is written.
-    fn answer_drain(&mut self) {
+    /// Answers drain waiters once nothing is in flight and every outcome is written; returns
+    /// whether that is so.
+    fn answer_drain(&mut self) -> bool {
         let quiet = self.in_flight.is_empty()
             && self.marking == 0
             && self.outcomes.is_empty()
@@ -262,6 +269,7 @@ impl BulkSendActor {
                 let _ = waiter.send(());
             }
         }
+        quiet
     }
 
     fn may_dispatch(&self, now: i64) -> bool {
@@ -325,6 +333,7 @@ impl BulkSendActor {
         });
         self.supervisor.do_send(SendSettled {
             id: self.id.clone(),
+            addr: ctx.address(),
         });
         self.phase = Phase::Retired;
         if let Some((_, wake)) = self.wake.take() {

@@ -14,7 +14,9 @@ use super::{
 };
 use crate::domain::dispatch::{self, LimiterFeedback, SendEffect as DispatchEffect};
 use crate::domain::lifecycle::LoadAt;
+use crate::engine::leases::Fence;
 use crate::engine::limiter::{Feedback, LimiterCall};
+use crate::engine::supervisor::ClaimFenced;
 use crate::meta::client::TemplateMessage;
 use crate::meta::error::SendFailure;
 use crate::storage::sends::{self, DispatchMarks, Outcome, PendingMessage};
@@ -119,13 +121,30 @@ impl BulkSendActor {
             .map(|m| (m.id, m.recipient.clone()))
             .collect();
         let (id, portfolio) = (self.id.clone(), setup.portfolio_id.clone());
+        // On a cluster, claims are made under this node's lease on the portfolio; without a
+        // usable one nothing is claimed.
+        let Some(fence) = self.ctx.leases.fence(&portfolio) else {
+            self.fenced_out(ctx);
+            return;
+        };
+        let lease = match &fence {
+            Fence::Single => None,
+            Fence::Lease { node, epoch, .. } => Some((node.clone(), *epoch)),
+        };
         self.marking += granted.len();
         let granted_at = Instant::now();
-        let fut = self
-            .ctx
-            .writer
-            .write(move |conn| sends::mark_dispatching(conn, &id, &portfolio, &marks, now));
+        let fut = self.ctx.writer.write(move |conn| {
+            let lease = lease.as_ref().map(|(node, epoch)| sends::ClaimLease {
+                node,
+                epoch: *epoch,
+            });
+            sends::mark_dispatching(conn, &id, &portfolio, &marks, now, lease)
+        });
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(DispatchMarks::Fenced) => {
+                act.marking -= granted.len();
+                act.fenced_out(ctx);
+            }
             Ok(DispatchMarks::Held) => {
                 // The stored send is paused, cancelled or stopped by a change this actor has
                 // not followed yet: nothing was marked; take the stored flags.
@@ -159,6 +178,24 @@ impl BulkSendActor {
         }));
     }
 
+    /// This node may no longer claim for the send's portfolio (its lease was taken over, or
+    /// its usable time is up): nothing more is dispatched here; what is in flight finishes.
+    /// The supervisor starts the send afresh if the portfolio is still, or again, this node's.
+    fn fenced_out(&mut self, ctx: &mut Context<Self>) {
+        telemetry::cluster_fenced_claim();
+        if self.draining {
+            return;
+        }
+        tracing::warn!(bulk_send_id = %self.id, "A claim was fenced out: this node no longer holds the portfolio's lease.");
+        self.draining = true;
+        self.disowned = true;
+        self.withdraw();
+        self.supervisor.do_send(ClaimFenced {
+            id: self.id.clone(),
+            addr: ctx.address(),
+        });
+    }
+
     /// Sends marked messages, unless the send was cancelled or stopped meanwhile.
     pub(super) fn release(
         &mut self,
@@ -169,12 +206,28 @@ impl BulkSendActor {
         ctx: &mut Context<Self>,
     ) {
         self.marking -= granted;
+        // The lease is checked again right before the calls (self-fencing): a node that was
+        // stopped (SIGSTOP, a long pause) between its claim and now hands nothing to Meta once
+        // its lease's usable time is up. Those messages were never sent: back to pending, for
+        // whoever holds the lease now.
+        let fence = self.ctx.leases.fence(&setup.portfolio_id);
         for message in batch {
             // Cancelled or stopped after the grant: never sent.
-            match dispatch::after_grant(&self.phase) {
-                Some(outcome) => self.outcomes.push((message.id, outcome)),
-                None => self.send_one(message, dispatched_at, setup.clone(), ctx),
+            match (dispatch::after_grant(&self.phase), &fence) {
+                (Some(outcome), _) => self.outcomes.push((message.id, outcome)),
+                (None, None) => self.outcomes.push((
+                    message.id,
+                    Outcome::Reset {
+                        next_attempt_at: dispatched_at,
+                    },
+                )),
+                (None, Some(fence)) => {
+                    self.send_one(message, dispatched_at, setup.clone(), fence, ctx)
+                }
             }
+        }
+        if fence.is_none() {
+            self.fenced_out(ctx);
         }
         self.poke(ctx);
     }
@@ -184,6 +237,7 @@ impl BulkSendActor {
         message: PendingMessage,
         dispatched_at: i64,
         setup: Arc<SendSetup>,
+        fence: &Fence,
         ctx: &mut Context<Self>,
     ) {
         let variables: std::collections::BTreeMap<String, String> =
@@ -191,7 +245,16 @@ impl BulkSendActor {
         let buttons: std::collections::BTreeMap<String, String> =
             serde_json::from_str(&message.button_variables).unwrap_or_default();
         let components = setup.spec.render(&variables, &buttons);
-        let opaque = format!("{}/{}", self.id, message.id);
+        // Our message id, echoed by Meta's webhooks; on a cluster also the lease epoch it was
+        // claimed under, so a takeover's reconciliation can tell whose attempt a status is.
+        let opaque = match fence {
+            Fence::Single => format!("{}/{}", self.id, message.id),
+            Fence::Lease { epoch, .. } => format!("{}/{}/{epoch}", self.id, message.id),
+        };
+        // The call must end before the lease's usable time does (the Graph timeout is the
+        // longer bound otherwise): an answer that comes later is an unknown outcome, left
+        // `dispatching` for the webhooks and the reconciliation.
+        let deadline = fence.time_left();
         let body = serde_json::to_vec(&TemplateMessage::new(
             &message.recipient,
             &opaque,
@@ -214,9 +277,13 @@ impl BulkSendActor {
         let fut = async move {
             match body {
                 Ok(body) => {
-                    graph
-                        .send_raw(&setup.access_token, &setup.phone_number_id, body)
-                        .await
+                    let call = graph.send_raw(&setup.access_token, &setup.phone_number_id, body);
+                    match deadline {
+                        None => call.await,
+                        Some(left) => tokio::time::timeout(left, call)
+                            .await
+                            .unwrap_or(Err(SendFailure::Timeout)),
+                    }
                 }
                 Err(e) => Err(SendFailure::Connect(format!(
                     "cannot encode the message: {e}"

@@ -78,6 +78,17 @@ pub enum DispatchMarks {
     /// Nothing was marked: the stored send is paused, cancelled or stopped (a control or a
     /// webhook the caller has not seen yet), or gone.
     Held,
+    /// Nothing was marked: the node no longer holds the portfolio's lease under the epoch it
+    /// claimed with (another node took it over).
+    Fenced,
+}
+
+/// The lease a claim is made under on a cluster: the node and the epoch of its lease on the
+/// send's portfolio.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLease<'a> {
+    pub node: &'a str,
+    pub epoch: i64,
 }
 
 /// Marks granted messages `dispatching` (attempt counted, time noted) before their HTTP
@@ -86,14 +97,22 @@ pub enum DispatchMarks {
 ///
 /// The stored send decides, in the same transaction: if it is paused, cancelled or stopped,
 /// nothing is marked. An actor's in-memory flags can lag behind a control or webhook whose
-/// write is committing while the actor reads the row; the database cannot.
+/// write is committing while the actor reads the row; the database cannot. On a cluster the
+/// lease decides first (a fenced claim): if `lease` is no longer the portfolio's current one,
+/// nothing is marked, and the lease row stays locked against a takeover until this commits.
 pub fn mark_dispatching(
     conn: &mut DbConnection,
     send_id: &str,
     portfolio_id: &str,
     granted: &[(i64, String)],
     now_ms: i64,
+    lease: Option<ClaimLease<'_>>,
 ) -> Result<DispatchMarks, StorageError> {
+    if let Some(lease) = lease {
+        if !crate::storage::cluster::lease_is_held(conn, portfolio_id, lease.node, lease.epoch)? {
+            return Ok(DispatchMarks::Fenced);
+        }
+    }
     let Some(send) = load_send(conn, send_id)? else {
         return Ok(DispatchMarks::Held);
     };

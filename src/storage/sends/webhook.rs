@@ -132,7 +132,11 @@ struct Batch {
 }
 
 impl Batch {
-    /// Reads the messages the updates name: by our id first, then by wamid.
+    /// Reads the messages the updates name: by our id first, then by wamid. On PostgreSQL
+    /// the rows are locked (`FOR UPDATE`, in id order) until the write commits: several
+    /// daemons apply webhooks and outcomes at once, and the fold below must not decide on a
+    /// state another transaction is changing (its guarded write would then match nothing and
+    /// the status be lost). SQLite has one writer.
     fn read(conn: &mut DbConnection, updates: &[StatusUpdate]) -> Result<Batch, StorageError> {
         let mut batch = Batch {
             rows: HashMap::new(),
@@ -142,10 +146,16 @@ impl Batch {
         ids.sort_unstable();
         ids.dedup();
         for chunk in ids.chunks(READ_CHUNK) {
-            let found: Vec<StoredMessage> = messages::table
+            let query = messages::table
                 .filter(messages::id.eq_any(chunk))
-                .select(StoredMessage::as_select())
-                .load(conn)?;
+                .order(messages::id);
+            let found: Vec<StoredMessage> = match conn {
+                DbConnection::Postgres(c) => query
+                    .select(StoredMessage::as_select())
+                    .for_update()
+                    .load(c)?,
+                DbConnection::Sqlite(c) => query.select(StoredMessage::as_select()).load(c)?,
+            };
             batch.add(found);
         }
         let mut wamids: Vec<&str> = updates
@@ -156,10 +166,16 @@ impl Batch {
         wamids.sort_unstable();
         wamids.dedup();
         for chunk in wamids.chunks(READ_CHUNK) {
-            let found: Vec<StoredMessage> = messages::table
+            let query = messages::table
                 .filter(messages::wamid.eq_any(chunk))
-                .select(StoredMessage::as_select())
-                .load(conn)?;
+                .order(messages::id);
+            let found: Vec<StoredMessage> = match conn {
+                DbConnection::Postgres(c) => query
+                    .select(StoredMessage::as_select())
+                    .for_update()
+                    .load(c)?,
+                DbConnection::Sqlite(c) => query.select(StoredMessage::as_select()).load(c)?,
+            };
             batch.add(found);
         }
         Ok(batch)

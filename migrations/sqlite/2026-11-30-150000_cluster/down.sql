@@ -1,0 +1,3 @@
+DROP TABLE cluster_events;
+DROP TABLE portfolio_leases;
+DROP TABLE cluster_nodes;
