@@ -7,6 +7,8 @@
 //! # database is created through this URL and dropped after):
 //! cargo run --release --bin mindo-bench -- --postgres postgres://postgres@127.0.0.1/test
 //! cargo run --release --bin mindo-bench -- --only create,limiter
+//! # several daemons on one PostgreSQL: one node against two, and failover after kill -9
+//! cargo run --release --bin mindo-bench -- --only cluster --postgres postgres://postgres@127.0.0.1/test
 //! # every benchmark at a tenth of its size: a smoke run (CI), not figures to record
 //! cargo run --release --bin mindo-bench -- --quick --postgres postgres://postgres@127.0.0.1/test
 //! ```
@@ -16,6 +18,8 @@
 //! together), from `getrusage`. Each benchmark stops its daemon (HTTP server, engine, the
 //! simulator's webhooks) and waits for it before its scratch database is dropped, so a run prints
 //! no errors of its own teardown.
+
+mod cluster;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,7 +113,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Everything on SQLite, then (with `--postgres`) the database-bound figures again on
-/// PostgreSQL: creation, engine and webhooks.
+/// PostgreSQL: creation, engine, webhooks, idle cost, and several daemons (`cluster`).
 async fn run(mut args: Args) -> anyhow::Result<()> {
     println!(
         "mindo-bench on {} ({} cores)",
@@ -123,14 +127,14 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     run_on(
         &args,
         &[
-            "create", "limiter", "engine", "webhooks", "memory", "idle", "pair", "burst",
+            "create", "limiter", "engine", "webhooks", "memory", "idle", "pair", "burst", "cluster",
         ],
     )
     .await?;
     if postgres.is_some() {
         args.postgres = postgres;
         println!("== PostgreSQL");
-        run_on(&args, &["create", "engine", "webhooks", "idle"]).await?;
+        run_on(&args, &["create", "engine", "webhooks", "idle", "cluster"]).await?;
     }
     Ok(())
 }
@@ -165,6 +169,9 @@ async fn run_on(args: &Args, names: &[&str]) -> anyhow::Result<()> {
     }
     if wants("pair") {
         bench_pair(args).await?;
+    }
+    if wants("cluster") {
+        cluster::bench_cluster(args).await?;
     }
     if wants("burst") {
         // The daemon's default gate of concurrent creates; one at a time (what one create

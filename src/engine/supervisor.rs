@@ -33,8 +33,11 @@ use crate::telemetry;
 
 /// How often a cluster node reads the change feed.
 pub const FEED_EVERY: Duration = Duration::from_millis(500);
-/// Events read from the feed at once at most.
-const FEED_PAGE: i64 = 1_000;
+/// How far back each read of the feed looks (see `storage::cluster::recent_events`).
+const FEED_WINDOW: Duration = Duration::from_secs(30);
+/// How often a cluster node looks for unsettled sends of its portfolios that it does not run
+/// (a safety net: the feed announces new sends).
+const RESCAN_EVERY: Duration = Duration::from_secs(30);
 
 /// A running send actor and the portfolio whose lease it runs under.
 struct SendEntry {
@@ -55,9 +58,10 @@ pub struct JobSupervisor {
     resumed: bool,
     /// A clean stop is under way: no new actor starts.
     draining: bool,
-    /// Where this node's reading of the change feed stands (cluster only); `None` until the
-    /// newest sequence number at start is known.
-    feed_seq: Option<i64>,
+    /// The feed events already followed, by sequence number, with when they were first seen
+    /// (cluster only); `None` until the first read, whose events are only noted (what they
+    /// announce predates this node's start, whose scan covers it).
+    feed_seen: Option<HashMap<i64, std::time::Instant>>,
     /// A read of the feed is under way.
     reading_feed: bool,
 }
@@ -73,7 +77,7 @@ impl JobSupervisor {
             quotas: QuotaRegistry::default(),
             resumed: false,
             draining: false,
-            feed_seq: None,
+            feed_seen: None,
             reading_feed: false,
         }
     }
@@ -180,22 +184,47 @@ impl JobSupervisor {
             return;
         }
         self.reading_feed = true;
-        let from = self.feed_seq;
-        let fut = self.ctx.db.run(move |conn| match from {
-            None => Ok((Vec::new(), cluster::last_event_seq(conn)?)),
-            Some(seq) => cluster::events_after(conn, seq, FEED_PAGE),
-        });
+        let window = i64::try_from(FEED_WINDOW.as_millis()).unwrap_or(i64::MAX);
+        let fut = self
+            .ctx
+            .db
+            .run(move |conn| cluster::recent_events(conn, window));
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
             act.reading_feed = false;
-            match result {
-                Ok((events, seq)) => {
-                    act.feed_seq = Some(seq);
-                    for event in events {
-                        act.follow(event, ctx);
-                    }
-                }
+            let events = match result {
+                Ok(events) => events,
                 Err(err) => {
-                    tracing::debug!(error = %err, "Reading the cluster's change feed failed.")
+                    tracing::debug!(error = %err, "Reading the cluster's change feed failed.");
+                    return;
+                }
+            };
+            let now = std::time::Instant::now();
+            let first = act.feed_seen.is_none();
+            let seen = act.feed_seen.get_or_insert_with(HashMap::new);
+            seen.retain(|_, at| now.duration_since(*at) < 2 * FEED_WINDOW);
+            let new: Vec<ClusterEvent> = events
+                .into_iter()
+                .filter(|(seq, _)| seen.insert(*seq, now).is_none())
+                .map(|(_, event)| event)
+                .collect();
+            if !first {
+                for event in new {
+                    act.follow(event, ctx);
+                }
+            }
+        }));
+    }
+
+    /// Starts the unsettled sends of this node's portfolios that it does not run yet.
+    fn rescan(&mut self, ctx: &mut Context<Self>) {
+        if !self.resumed {
+            return;
+        }
+        let fut = self.ctx.db.run(cluster::unsettled_send_owners);
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+            if let Ok(owners) = result {
+                for owner in owners {
+                    act.start_send(owner, ctx);
                 }
             }
         }));
@@ -242,6 +271,7 @@ impl Actor for JobSupervisor {
             // then nothing runs (and the node is not ready).
             self.read_feed(ctx);
             ctx.run_interval(FEED_EVERY, |act, ctx| act.read_feed(ctx));
+            ctx.run_interval(RESCAN_EVERY, |act, ctx| act.rescan(ctx));
             return;
         }
         let fut = self.ctx.db.run(cluster::unsettled_send_owners);
@@ -470,6 +500,10 @@ impl Handler<RouteControl> for JobSupervisor {
     }
 }
 
+/// How many times a webhook's write undone by a deadlock is made again before the
+/// notification is answered 500 (and Meta retries it).
+const WEBHOOK_CONFLICT_RETRIES: u32 = 3;
+
 /// A control of a send another node runs, applied to the stored send (the same writes its
 /// actor makes) and announced on the feed, in one transaction.
 fn control_stored(
@@ -519,18 +553,36 @@ impl Handler<ApplyWebhook> for JobSupervisor {
 
     fn handle(&mut self, msg: ApplyWebhook, _ctx: &mut Context<Self>) -> Self::Result {
         let now = self.ctx.clock.now_ms();
-        let write = self.ctx.writer.write(move |conn| {
-            let outcome = ingest::apply(conn, &msg.changes, now)?;
-            // The other nodes (the owners of these sends and numbers) follow from the feed.
-            let events: Vec<ClusterEvent> = outcome
-                .sends
-                .iter()
-                .map(|(id, _)| ClusterEvent::Send(id.clone()))
-                .chain(outcome.numbers.iter().map(|n| ClusterEvent::Number(*n)))
-                .collect();
-            cluster::append_events(conn, &events)?;
-            Ok(outcome)
-        });
+        let (writer, changes) = (self.ctx.writer.clone(), std::sync::Arc::new(msg.changes));
+        let write = async move {
+            let mut conflicts = 0;
+            loop {
+                let changes = changes.clone();
+                let result = writer
+                    .write(move |conn| {
+                        let outcome = ingest::apply(conn, &changes, now)?;
+                        // The other nodes (the owners of these sends and numbers) follow from
+                        // the feed.
+                        let events: Vec<ClusterEvent> = outcome
+                            .sends
+                            .iter()
+                            .map(|(id, _)| ClusterEvent::Send(id.clone()))
+                            .chain(outcome.numbers.iter().map(|n| ClusterEvent::Number(*n)))
+                            .collect();
+                        cluster::append_events(conn, &events)?;
+                        Ok(outcome)
+                    })
+                    .await;
+                // A deadlock with another daemon's write undid this one: make it again (Meta
+                // would retry the whole notification after a 500 otherwise).
+                match result {
+                    Err(err) if err.is_conflict() && conflicts < WEBHOOK_CONFLICT_RETRIES => {
+                        conflicts += 1;
+                    }
+                    result => return result,
+                }
+            }
+        };
         Box::pin(write.into_actor(self).then(|result, act, _ctx| {
             let mut told = Vec::new();
             if let Ok(outcome) = &result {

@@ -169,6 +169,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, commands: UnboundedReceiver<SenderComma
                 .finish(),
             slots: Semaphore::new(behaviour.max_concurrent_posts),
             shared: shared.clone(),
+            attempts: std::cell::Cell::new(0),
         }),
         shared,
         commands,
@@ -470,6 +471,8 @@ struct Poster {
     client: awc::Client,
     slots: Semaphore,
     shared: Arc<Shared>,
+    /// Attempts so far: with several webhook URLs, the next attempt goes to the next one.
+    attempts: std::cell::Cell<usize>,
 }
 
 /// How a delivery ended.
@@ -502,9 +505,10 @@ impl Poster {
         let signature = signature(self.shared.app_secret.as_bytes(), &body);
         let mut backoff = Duration::from_millis(self.shared.behaviour().retry_initial_ms);
         loop {
-            let Some(url) = self.shared.webhook_url.read().clone() else {
+            let Some(urls) = self.shared.webhook_url.read().clone() else {
                 return Delivered::Dropped;
             };
+            let url = self.next_url(&urls);
             let ok = {
                 let Ok(_slot) = self.slots.acquire().await else {
                     return Delivered::Dropped;
@@ -521,6 +525,20 @@ impl Poster {
             let max = Duration::from_millis(self.shared.behaviour().retry_max_ms);
             backoff = (backoff * 2).min(max);
         }
+    }
+
+    /// The URL of the next attempt: the webhook URL, or with several (separated by commas:
+    /// nodes behind a load balancer, as Meta sees one URL) each in turn, so that a retry goes
+    /// to the next.
+    fn next_url(&self, urls: &str) -> String {
+        let n = self.attempts.get();
+        self.attempts.set(n.wrapping_add(1));
+        let count = urls.split(',').count();
+        urls.split(',')
+            .nth(n % count)
+            .unwrap_or(urls)
+            .trim()
+            .to_owned()
     }
 
     async fn attempt(&self, url: &str, signature: &str, body: Bytes) -> bool {

@@ -243,8 +243,11 @@ pub fn append_events(conn: &mut DbConnection, events: &[ClusterEvent]) -> Result
     }
     let (kinds, targets): (Vec<&str>, Vec<String>) =
         events.iter().map(ClusterEvent::kind_and_target).unzip();
+    // The insert's own time, not the transaction's start: a reader's window is measured from
+    // when the row could at the earliest become visible.
     diesel::sql_query(
-        "INSERT INTO cluster_events (kind, target) SELECT * FROM unnest($1::text[], $2::text[])",
+        "INSERT INTO cluster_events (kind, target, created_at) \
+         SELECT k, t, clock_timestamp() FROM unnest($1::text[], $2::text[]) AS u(k, t)",
     )
     .bind::<Array<Text>, _>(&kinds)
     .bind::<Array<Text>, _>(&targets)
@@ -262,35 +265,30 @@ struct EventRow {
     target: String,
 }
 
-/// Events after `seq` (oldest first, at most `limit`), with the last sequence number read.
-pub fn events_after(
+/// The events of the last `window_ms`, with their sequence numbers, oldest first.
+///
+/// Readers take a window rather than "after the last sequence number read": sequence numbers
+/// are handed out at insert and become visible at commit, so a smaller one can appear after a
+/// larger one was read. The window is far longer than any of our transactions lasts
+/// (`idle_in_transaction_session_timeout` ends a stuck one); a reader remembers what it has
+/// seen.
+pub fn recent_events(
     conn: &mut DbConnection,
-    seq: i64,
-    limit: i64,
-) -> Result<(Vec<ClusterEvent>, i64), StorageError> {
+    window_ms: i64,
+) -> Result<Vec<(i64, ClusterEvent)>, StorageError> {
     let Some(c) = pg(conn) else {
-        return Ok((Vec::new(), seq));
+        return Ok(Vec::new());
     };
     let rows: Vec<EventRow> = diesel::sql_query(
-        "SELECT seq, kind, target FROM cluster_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        "SELECT seq, kind, target FROM cluster_events \
+         WHERE created_at > clock_timestamp() - $1 * interval '1 millisecond' ORDER BY seq",
     )
-    .bind::<BigInt, _>(seq)
-    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(window_ms)
     .load(c)?;
-    let last = rows.last().map_or(seq, |r| r.seq);
-    let events = rows
+    Ok(rows
         .into_iter()
-        .filter_map(|r| ClusterEvent::parse(&r.kind, r.target))
-        .collect();
-    Ok((events, last))
-}
-
-/// The newest sequence number of the feed (0 when empty): where a starting node begins.
-pub fn last_event_seq(conn: &mut DbConnection) -> Result<i64, StorageError> {
-    let Some(c) = pg(conn) else { return Ok(0) };
-    let row: Count =
-        diesel::sql_query("SELECT COALESCE(max(seq), 0) AS n FROM cluster_events").get_result(c)?;
-    Ok(row.n)
+        .filter_map(|r| Some((r.seq, ClusterEvent::parse(&r.kind, r.target)?)))
+        .collect())
 }
 
 /// Drops events older than `keep_ms`: every live node has read them long since.

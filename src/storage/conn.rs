@@ -47,6 +47,10 @@ macro_rules! with_backend {
     };
 }
 
+/// How long a PostgreSQL session may sit inside a transaction without sending anything before
+/// the server ends it (less than a lease's lifetime: see `engine::leases`).
+const PG_IDLE_IN_TRANSACTION_MS: u32 = 5_000;
+
 /// How long an SQLite connection waits for a lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 15_000;
 
@@ -102,9 +106,19 @@ impl DbConnectionManager {
 
     fn open(&self) -> Result<DbConnection, diesel::r2d2::Error> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
-                .map(DbConnection::Postgres)
-                .map_err(diesel::r2d2::Error::ConnectionError),
+            DatabaseUrl::Postgres(url) => {
+                let mut conn = diesel::PgConnection::establish(url)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                // A daemon frozen or cut off mid-transaction (SIGSTOP, a partition, power
+                // loss) would hold its row locks for as long as its session lives, and a lease
+                // row it locked could never be taken over. The server ends such a transaction
+                // after a while; no transaction of ours waits on its client that long.
+                conn.batch_execute(&format!(
+                    "SET idle_in_transaction_session_timeout = {PG_IDLE_IN_TRANSACTION_MS}"
+                ))
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConnection::Postgres(conn))
+            }
             DatabaseUrl::Sqlite(path) => {
                 let path = path.to_string_lossy();
                 let mut conn = diesel::SqliteConnection::establish(&path)

@@ -60,6 +60,22 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Whether the database undid this write to resolve a conflict with another transaction
+    /// (a deadlock or a serialization failure): the same write may simply be made again.
+    pub fn is_conflict(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            StorageError::Query(Error::DatabaseError(
+                DatabaseErrorKind::SerializationFailure,
+                _,
+            )) => true,
+            StorageError::Query(Error::DatabaseError(_, info)) => {
+                info.message().contains("deadlock detected")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether this is "the database cannot be reached" rather than a failing query.
     pub fn is_unavailable(&self) -> bool {
         match self {

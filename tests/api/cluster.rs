@@ -144,7 +144,9 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<ProxyState
         let target = &targets[next.fetch_add(1, Ordering::Relaxed) % targets.len()];
         let mut forwarded = client
             .post(format!("{target}{}", req.path()))
-            .timeout(Duration::from_secs(5))
+            // A node that does not answer soon is skipped, as a load balancer's health check
+            // would take it out (a node stopped with SIGSTOP accepts connections).
+            .timeout(Duration::from_millis(500))
             .body(body.clone());
         for name in ["content-type", "x-hub-signature-256"] {
             if let Some(value) = req.headers().get(name) {
@@ -261,7 +263,7 @@ impl Cluster {
             .env("MINDO_NODE_NAME", &node.name)
             .env("MINDO_GRAPH_URL", self.sim.base_url())
             .env("MINDO_APP_SECRET", self.sim.app_secret())
-            .env("MINDO_RECONCILE_GRACE_SECS", "3")
+            .env("MINDO_RECONCILE_GRACE_SECS", "5")
             .env("MINDO_SYNC_INTERVAL_SECS", "0")
             .env("MINDO_GRAPH_TIMEOUT_SECS", "2")
             .env("MINDO_TENANT_RPS", "0")
@@ -594,7 +596,7 @@ async fn a_node_stopped_past_its_lease_sends_nothing_when_it_resumes() {
     cluster.nodes[paused].signal("STOP");
     let stopped_at = Instant::now();
     // Its leases expire and are taken over; the new owners resend what it had claimed but
-    // maybe not sent, once the reconcile grace (3 s here) has passed.
+    // maybe not sent, once the reconcile grace (5 s here) has passed.
     loop {
         let owners = cluster.owners().await;
         if owners.len() == 5 && owners.values().all(|o| *o != name) {

@@ -26,3 +26,6 @@ CREATE TABLE cluster_events (
     target TEXT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- Readers look at a recent window (see storage::cluster::recent_events).
+CREATE INDEX cluster_events_created_at ON cluster_events (created_at);

@@ -23,3 +23,5 @@ CREATE TABLE cluster_events (
     target TEXT NOT NULL,
     created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
+
+CREATE INDEX cluster_events_created_at ON cluster_events (created_at);

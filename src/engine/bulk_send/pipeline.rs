@@ -23,6 +23,9 @@ use crate::storage::sends::{self, DispatchMarks, Outcome, PendingMessage};
 use crate::storage::StorageError;
 use crate::telemetry;
 
+/// How long after a write lost to a deadlock it is made again.
+const CONFLICT_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl BulkSendActor {
     /// Loads the next page of due messages when the offer runs low.
     pub(super) fn refill(&mut self, now: i64, ctx: &mut Context<Self>) {
@@ -169,6 +172,13 @@ impl BulkSendActor {
                     });
                 }
             }
+            Err(err) if err.is_conflict() => {
+                // Undone by the database (a deadlock with another daemon's write): nothing was
+                // marked. The messages are offered again.
+                act.marking -= granted.len();
+                act.withdraw();
+                act.poke(ctx);
+            }
             Err(err) => {
                 act.marking -= granted.len();
                 tracing::warn!(bulk_send_id = %act.id, error = %err,
@@ -274,7 +284,16 @@ impl BulkSendActor {
         let graph = self.graph.clone();
         let id = message.id;
         telemetry::messages_dispatched(1);
+        let lease = fence.clone();
         let fut = async move {
+            // Checked again when the call is about to be made (this task may have waited for
+            // a connection, or the process been stopped): past the lease's usable time nothing
+            // goes out, and the message is definitely not sent.
+            if !lease.is_usable() {
+                return Err(SendFailure::Connect(
+                    "not sent: this node's lease on the portfolio ended first".into(),
+                ));
+            }
             match body {
                 Ok(body) => {
                     let call = graph.send_raw(&setup.access_token, &setup.phone_number_id, body);
@@ -394,6 +413,8 @@ impl BulkSendActor {
         self.flushing = true;
         let id = self.id.clone();
         let now = self.now();
+        // Kept to write again if another daemon's transaction deadlocks with this one.
+        let again = batch.clone();
         let fut = self
             .ctx
             .writer
@@ -401,6 +422,14 @@ impl BulkSendActor {
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
             act.flushing = false;
             match result {
+                Err(err) if err.is_conflict() => {
+                    // Several daemons write the same rows (webhooks land on any of them): the
+                    // database chose this write as a deadlock's victim and undid it. The
+                    // answers are still known here: write them again shortly.
+                    tracing::debug!(bulk_send_id = %act.id, error = %err, "Recording outcomes met a conflict; writing them again.");
+                    act.outcomes.splice(0..0, again);
+                    ctx.run_later(CONFLICT_RETRY, |act, ctx| act.flush(ctx));
+                }
                 Ok((_, batch)) => {
                     for (_, outcome) in &batch {
                         match outcome {

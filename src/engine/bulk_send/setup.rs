@@ -27,30 +27,41 @@ impl BulkSendActor {
     /// Loads the send, its number and template, and the messages left in `dispatching` by a
     /// previous run (their outcome is unknown: they wait for a webhook for the grace period,
     /// counted from when they were dispatched).
+    ///
+    /// The reads wait for every write queued before them (an empty write through the writer,
+    /// which commits in order): a restarted actor's previous instance may have left a claim
+    /// in the queue, and messages it marks `dispatching` after this read would be tracked by
+    /// nobody.
     pub(super) fn load(&mut self, ctx: &mut Context<Self>) {
         let id = self.id.clone();
         let grace_ms = self.grace_ms();
         let generation = self.control_generation;
-        let fut = self.ctx.db.run(move |conn| {
-            let Some(send) = sends::load_send(conn, &id)? else {
-                return Ok(None);
-            };
-            let Some((number, account)) = accounts::number_by_id(conn, send.phone_number_id)?
-            else {
-                return Ok(None);
-            };
-            let Some(template) = accounts::template_by_id(conn, send.template_id)? else {
-                return Ok(None);
-            };
-            let dispatching = sends::dispatching_messages(conn, &id)?;
-            Ok::<_, StorageError>(Some(Loaded {
-                send,
-                number,
-                account,
-                template,
-                dispatching,
-            }))
-        });
+        let barrier = self.ctx.writer.write(|_| Ok(()));
+        let db = self.ctx.db.clone();
+        let fut = async move {
+            barrier.await?;
+            db.run(move |conn| {
+                let Some(send) = sends::load_send(conn, &id)? else {
+                    return Ok(None);
+                };
+                let Some((number, account)) = accounts::number_by_id(conn, send.phone_number_id)?
+                else {
+                    return Ok(None);
+                };
+                let Some(template) = accounts::template_by_id(conn, send.template_id)? else {
+                    return Ok(None);
+                };
+                let dispatching = sends::dispatching_messages(conn, &id)?;
+                Ok::<_, StorageError>(Some(Loaded {
+                    send,
+                    number,
+                    account,
+                    template,
+                    dispatching,
+                }))
+            })
+            .await
+        };
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| match result {
             Ok(Some(loaded)) => act.start(loaded, generation, grace_ms, ctx),
             Ok(None) => {

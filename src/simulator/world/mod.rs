@@ -61,7 +61,8 @@ pub(crate) use indexed::*;
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
     /// Where status and account webhooks are POSTed; `None` drops them (counted in the stats).
-    /// Changeable at runtime ([`crate::simulator::Simulator::set_webhook_url`]).
+    /// Several URLs separated by commas take the POSTs in turn, a retry going to the next
+    /// (several daemons, as a load balancer spreads them). Changeable at runtime ([`crate::simulator::Simulator::set_webhook_url`]).
     #[serde(default)]
     pub webhook_url: Option<String>,
     /// The Meta app secret that signs every webhook (`X-Hub-Signature-256`). Default
