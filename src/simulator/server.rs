@@ -41,7 +41,7 @@ use serde_json::{json, Map, Value};
 
 use super::state::{
     authorize, bearer, Accepted, ControlError, Fault, PhoneNumberChange, Shared, SimError,
-    TemplateStatusChange,
+    TemplateStatusChange, InboundText, UserPreferenceChange,
 };
 use super::world::{Node, World};
 
@@ -83,6 +83,8 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .route("/templates/status", web::post().to(control_template_status))
             .route("/phone-numbers/{id}", web::post().to(control_phone_number))
             .route("/webhook-url", web::post().to(control_webhook_url))
+            .route("/inbound", web::post().to(control_inbound))
+            .route("/user-preferences", web::post().to(control_user_preferences))
             .default_service(web::to(control_not_found)),
     )
     .route("/{version}/{id}/messages", web::post().to(send_message))
@@ -716,6 +718,28 @@ async fn control_template_status(body: web::Bytes, shared: web::Data<Shared>) ->
             "language": request.language,
             "status": request.status.trim().to_ascii_uppercase(),
         })),
+        Err(error) => control_failure(error),
+    }
+}
+
+async fn control_inbound(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let inbound: InboundText = match parse_body(&body) {
+        Ok(inbound) => inbound,
+        Err(error) => return control_error(StatusCode::BAD_REQUEST, error),
+    };
+    match shared.inbound_text(&inbound) {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"sent": true})),
+        Err(error) => control_failure(error),
+    }
+}
+
+async fn control_user_preferences(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let change: UserPreferenceChange = match parse_body(&body) {
+        Ok(change) => change,
+        Err(error) => return control_error(StatusCode::BAD_REQUEST, error),
+    };
+    match shared.user_preference(&change) {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"sent": true})),
         Err(error) => control_failure(error),
     }
 }
