@@ -484,7 +484,7 @@ fn suppressions_command(
         all_categories,
     } = command;
     init_quiet_logging(&config);
-    let phones = read_phone_column(&csv)?;
+    let (lines, phones): (Vec<u64>, Vec<String>) = read_phone_column(&csv)?.into_iter().unzip();
     if phones.is_empty() {
         anyhow::bail!("{} lists no phone", csv.display());
     }
@@ -502,10 +502,10 @@ fn suppressions_command(
     if !bad.is_empty() {
         let invalid: Vec<String> = phones
             .iter()
-            .enumerate()
-            .filter(|(_, p)| crate::domain::phone::E164::parse(p).is_err())
+            .zip(&lines)
+            .filter(|(p, _)| crate::domain::phone::E164::parse(p).is_err())
             .take(5)
-            .map(|(i, p)| format!("row {} ({p:?})", i + 2))
+            .map(|(p, line)| format!("row {line} ({p:?})"))
             .collect();
         anyhow::bail!(
             "{} has invalid phones, nothing was imported: {}",
@@ -545,9 +545,9 @@ fn suppressions_command(
     Ok(())
 }
 
-/// The phones of a CSV file: its `phone` column, or its first column when the first row
-/// names no `phone` column (then that row is a phone too).
-fn read_phone_column(path: &Path) -> anyhow::Result<Vec<String>> {
+/// The phones of a CSV file with their line numbers: its `phone` column, or its first
+/// column when the first row names no `phone` column (then that row is a phone too).
+fn read_phone_column(path: &Path) -> anyhow::Result<Vec<(u64, String)>> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -560,14 +560,11 @@ fn read_phone_column(path: &Path) -> anyhow::Result<Vec<String>> {
         return Ok(phones);
     };
     let first = first.with_context(|| format!("cannot read {}", path.display()))?;
-    let column = match first
-        .iter()
-        .position(|h| h.eq_ignore_ascii_case("phone"))
-    {
+    let column = match first.iter().position(|h| h.eq_ignore_ascii_case("phone")) {
         Some(i) => i,
         None => {
             if let Some(p) = first.get(0).filter(|p| !p.is_empty()) {
-                phones.push(p.to_owned());
+                phones.push((line_of(&first), p.to_owned()));
             }
             0
         }
@@ -575,10 +572,15 @@ fn read_phone_column(path: &Path) -> anyhow::Result<Vec<String>> {
     for row in rows {
         let row = row.with_context(|| format!("cannot read {}", path.display()))?;
         if let Some(p) = row.get(column).filter(|p| !p.is_empty()) {
-            phones.push(p.to_owned());
+            phones.push((line_of(&row), p.to_owned()));
         }
     }
     Ok(phones)
+}
+
+/// A record's line in its file (1-based).
+fn line_of(record: &csv::StringRecord) -> u64 {
+    record.position().map_or(0, |p| p.line())
 }
 
 fn number(json: bool, config: Config, command: NumberCommand) -> anyhow::Result<()> {

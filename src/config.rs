@@ -11,9 +11,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::domain::egress::{parse_networks, CallbackPolicy, IpNetwork};
-use crate::domain::suppression::{DEFAULT_OPT_IN_KEYWORDS, DEFAULT_OPT_OUT_KEYWORDS};
 pub use crate::domain::message::ReconcilePolicy;
 use crate::domain::message::UnknownReconcilePolicy;
+use crate::domain::suppression::{DEFAULT_OPT_IN_KEYWORDS, DEFAULT_OPT_OUT_KEYWORDS};
 
 /// Connections one Graph client keeps open at most.
 const GRAPH_MAX_CONNECTIONS: usize = 256;
@@ -544,7 +544,10 @@ mod tests {
         assert!(c.opt_out_keywords.iter().any(|k| k == "STOP"));
         assert!(c.opt_in_keywords.iter().any(|k| k == "ALTA"));
         let c = Config::from_sources(
-            Some(("m.toml", "opt_out_keywords = [\"FIN\"]\nopt_in_keywords = [\"OTRA VEZ\"]")),
+            Some((
+                "m.toml",
+                "opt_out_keywords = [\"FIN\"]\nopt_in_keywords = [\"OTRA VEZ\"]",
+            )),
             env_of(&[("MINDO_OPT_OUT_KEYWORDS", " basta , chau ,, ")]),
         )
         .unwrap();

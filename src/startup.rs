@@ -85,10 +85,7 @@ impl Application {
             secret_key,
             draining: Arc::new(AtomicBool::new(false)),
             create_gate,
-            keywords: Arc::new(KeywordMatcher::new(
-                &config_keywords.0,
-                &config_keywords.1,
-            )),
+            keywords: Arc::new(KeywordMatcher::new(&config_keywords.0, &config_keywords.1)),
         };
         if state.config.sync_interval_secs > 0 {
             crate::sync::spawn_periodic(

@@ -132,7 +132,10 @@ impl SendStatus {
             out.push_str(&format!(", {} cancelled", self.cancelled_count));
         }
         if self.suppressed_count > 0 {
-            out.push_str(&format!(", {} suppressed (opted out)", self.suppressed_count));
+            out.push_str(&format!(
+                ", {} suppressed (opted out)",
+                self.suppressed_count
+            ));
         }
         if self.pending_count > 0 {
             out.push_str(&format!(", {} pending", self.pending_count));

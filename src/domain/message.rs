@@ -780,6 +780,7 @@ mod tests {
             read: 4,
             failed: 5,
             cancelled: 6,
+            suppressed: 7,
         };
         assert_eq!(c.sent_count(), 9);
         assert_eq!(c.delivered_count(), 7);
@@ -787,7 +788,8 @@ mod tests {
         assert_eq!(c.failed_count(), 5);
         assert_eq!(c.pending_count(), 1);
         assert_eq!(c.cancelled_count(), 6);
-        assert_eq!(c.total(), 21);
+        assert_eq!(c.suppressed_count(), 7);
+        assert_eq!(c.total(), 28);
         assert_eq!(c.progress_percentage(), 95.24);
     }
 

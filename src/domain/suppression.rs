@@ -292,8 +292,7 @@ pub fn fold(text: &str) -> String {
             }
         }
     }
-    out.trim_matches(|c: char| !c.is_alphanumeric())
-        .to_owned()
+    out.trim_matches(|c: char| !c.is_alphanumeric()).to_owned()
 }
 
 /// The base letter of a lowercase accented Latin letter (Spanish, Portuguese, French,
@@ -327,7 +326,14 @@ mod tests {
         for text in ["START", "alta", " Alta ", "Voltar"] {
             assert_eq!(m.classify(text), Some(Signal::Resume), "{text:?}");
         }
-        for text in ["please stop sending", "stopping", "", "   ", "hola", "STOP STOP"] {
+        for text in [
+            "please stop sending",
+            "stopping",
+            "",
+            "   ",
+            "hola",
+            "STOP STOP",
+        ] {
             assert_eq!(m.classify(text), None, "{text:?}");
         }
     }
@@ -424,7 +430,10 @@ mod tests {
     fn scopes_cover_categories() {
         use SuppressionScope::*;
         assert_eq!(SuppressionScope::covering("MARKETING"), &[Marketing, All]);
-        assert_eq!(SuppressionScope::covering("marketing_lite"), &[Marketing, All]);
+        assert_eq!(
+            SuppressionScope::covering("marketing_lite"),
+            &[Marketing, All]
+        );
         assert_eq!(SuppressionScope::covering("UTILITY"), &[All]);
         assert_eq!(SuppressionScope::covering("AUTHENTICATION"), &[All]);
         assert_eq!(SuppressionScope::parse_stored("marketing"), Marketing);

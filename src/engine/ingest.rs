@@ -31,11 +31,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::domain::phone::E164;
+use crate::domain::suppression::{KeywordMatcher, Signal, SuppressionScope, SuppressionSource};
 use crate::meta::webhook::{
     self, AccountEffect, Event, Notification, TemplateEffect, ACCOUNT_PAUSE_PREFIX,
 };
-use crate::domain::phone::E164;
-use crate::domain::suppression::{KeywordMatcher, Signal, SuppressionScope, SuppressionSource};
 use crate::storage::accounts::{self, NumberPause, NumberReport, NumberScope};
 use crate::storage::inbound::{self, InboundContact};
 use crate::storage::sends::{self, AppliedUpdates, StatusUpdate};
@@ -178,11 +178,11 @@ impl WebhookChanges {
                 Event::Inbound(m) => {
                     out.opt_outs.extend(keyword_opt_out(m, keywords, now_ms));
                     match &m.phone_number_id {
-                    Some(phone_number_id) => out.inbound.push(InboundContact {
-                        phone_number_id: phone_number_id.clone(),
-                        wa_id: m.from.clone(),
-                        at_ms: seconds_to_ms(m.timestamp).unwrap_or(now_ms),
-                    }),
+                        Some(phone_number_id) => out.inbound.push(InboundContact {
+                            phone_number_id: phone_number_id.clone(),
+                            wa_id: m.from.clone(),
+                            at_ms: seconds_to_ms(m.timestamp).unwrap_or(now_ms),
+                        }),
                         None => tracing::debug!(
                             "An inbound message without metadata.phone_number_id is ignored."
                         ),
@@ -327,8 +327,14 @@ fn preference_opt_out(p: &webhook::UserPreferenceUpdate, now_ms: i64) -> Option<
         (None, None) => return None,
     };
     let reason = match &p.detail {
-        Some(detail) => format!("WhatsApp: the user chose {} for marketing messages ({detail})", signal_word(signal)),
-        None => format!("WhatsApp: the user chose {} for marketing messages", signal_word(signal)),
+        Some(detail) => format!(
+            "WhatsApp: the user chose {} for marketing messages ({detail})",
+            signal_word(signal)
+        ),
+        None => format!(
+            "WhatsApp: the user chose {} for marketing messages",
+            signal_word(signal)
+        ),
     };
     Some(OptOutChange {
         owner,
@@ -503,9 +509,14 @@ fn apply_opt_outs(
     for (tenant_id, signals) in by_tenant {
         let applied = suppressions::apply_signals(conn, tenant_id, &signals, now_ms)?;
         if applied.suppressed > 0 || applied.lifted > 0 || applied.stale > 0 {
-            tracing::info!(tenant_id, suppressed = applied.suppressed, lifted = applied.lifted,
-                stale = applied.stale, messages = applied.messages_suppressed,
-                "Opt-out signals were applied.");
+            tracing::info!(
+                tenant_id,
+                suppressed = applied.suppressed,
+                lifted = applied.lifted,
+                stale = applied.stale,
+                messages = applied.messages_suppressed,
+                "Opt-out signals were applied."
+            );
         }
         outcome.suppressed += applied.suppressed;
         outcome.lifted += applied.lifted;
@@ -827,7 +838,11 @@ mod tests {
                      "errors": [{"code": 131050, "title": "User stopped marketing"}]}]}),
         ));
         assert_eq!(c.opt_outs.len(), 3, "{:?}", c.opt_outs);
-        let baja = c.opt_outs.iter().find(|o| o.source == SuppressionSource::InboundKeyword && o.signal == Signal::Stop).unwrap();
+        let baja = c
+            .opt_outs
+            .iter()
+            .find(|o| o.source == SuppressionSource::InboundKeyword && o.signal == Signal::Stop)
+            .unwrap();
         assert_eq!(
             baja.owner,
             OptOutOwner::Number {
@@ -837,7 +852,11 @@ mod tests {
         );
         assert_eq!(baja.at_ms, 1_750_030_000_000);
         assert!(c.opt_outs.iter().any(|o| o.signal == Signal::Resume));
-        let failed = c.opt_outs.iter().find(|o| o.source == SuppressionSource::Error131050).unwrap();
+        let failed = c
+            .opt_outs
+            .iter()
+            .find(|o| o.source == SuppressionSource::Error131050)
+            .unwrap();
         assert_eq!(
             failed.owner,
             OptOutOwner::Message {

@@ -12,8 +12,8 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
 use super::{
-    bulk_sends, business_accounts, dashboard, events, health, operations, send_bulk,
-    suppressions, webhooks,
+    bulk_sends, business_accounts, dashboard, events, health, operations, send_bulk, suppressions,
+    webhooks,
 };
 
 /// The document.

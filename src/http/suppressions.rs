@@ -170,13 +170,7 @@ pub async fn add(
     };
     let now = state.clock.now_ms();
     let signals = web::block(move || {
-        signals_for(
-            &request.phones,
-            scope,
-            SuppressionSource::Api,
-            &reason,
-            now,
-        )
+        signals_for(&request.phones, scope, SuppressionSource::Api, &reason, now)
     })
     .await
     .map_err(|_| ApiError::internal())??;

@@ -40,8 +40,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::state::{
-    authorize, bearer, Accepted, ControlError, Fault, PhoneNumberChange, Shared, SimError,
-    TemplateStatusChange, InboundText, UserPreferenceChange,
+    authorize, bearer, Accepted, ControlError, Fault, InboundText, PhoneNumberChange, Shared,
+    SimError, TemplateStatusChange, UserPreferenceChange,
 };
 use super::world::{Node, World};
 
@@ -84,7 +84,10 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .route("/phone-numbers/{id}", web::post().to(control_phone_number))
             .route("/webhook-url", web::post().to(control_webhook_url))
             .route("/inbound", web::post().to(control_inbound))
-            .route("/user-preferences", web::post().to(control_user_preferences))
+            .route(
+                "/user-preferences",
+                web::post().to(control_user_preferences),
+            )
             .default_service(web::to(control_not_found)),
     )
     .route("/{version}/{id}/messages", web::post().to(send_message))

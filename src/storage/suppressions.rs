@@ -16,7 +16,9 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use super::schema::{business_accounts, bulk_sends, messages, phone_numbers, suppressions, templates};
+use super::schema::{
+    bulk_sends, business_accounts, messages, phone_numbers, suppressions, templates,
+};
 use super::{status, DbConnection, StorageError};
 use crate::domain::message::{BulkStatus, CounterDelta, EngineStep};
 use crate::domain::suppression::{
@@ -300,10 +302,10 @@ pub fn suppress_queued(
     let unfinished: Vec<(String, String)> = bulk_sends::table
         .inner_join(templates::table)
         .filter(bulk_sends::tenant_id.eq(tenant_id))
-        .filter(bulk_sends::status.eq_any([
-            BulkStatus::Queued.as_str(),
-            BulkStatus::Processing.as_str(),
-        ]))
+        .filter(
+            bulk_sends::status
+                .eq_any([BulkStatus::Queued.as_str(), BulkStatus::Processing.as_str()]),
+        )
         .filter(bulk_sends::pending_count.gt(0))
         .select((bulk_sends::id, templates::category))
         .load(conn)?;
