@@ -790,7 +790,7 @@ mod tests {
         assert_eq!(c.cancelled_count(), 6);
         assert_eq!(c.suppressed_count(), 7);
         assert_eq!(c.total(), 28);
-        assert_eq!(c.progress_percentage(), 95.24);
+        assert_eq!(c.progress_percentage(), 96.43);
     }
 
     #[test]

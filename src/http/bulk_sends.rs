@@ -647,7 +647,7 @@ mod tests {
     #[test]
     fn the_messages_filter_takes_exactly_what_storage_can_filter() {
         let names = documented::<MessageStatusFilter>();
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), 7);
         for name in &names {
             assert!(
                 filter_value::<MessageStatusFilter>(name).is_some(),
