@@ -6,7 +6,8 @@
 //! - it enforces per-number throughput (130429), the pair rate (131056) and the portfolio's
 //!   messaging limit of unique recipients per moving 24 h (131048);
 //! - it answers accepted sends with Meta's body and a unique wamid, then sends signed status
-//!   webhooks (sent, delivered, read; failed 131026 for recipients not on WhatsApp) in batches,
+//!   webhooks (sent, delivered, read; failed 131026 for recipients not on WhatsApp, 131050 for
+//!   marketing to users who stopped it) in batches,
 //!   retried until the receiver answers 2xx;
 //! - it can inject faults: latency, 5xx, hung requests (accepted or not), duplicate and reordered
 //!   webhooks;

@@ -24,6 +24,10 @@
 //!   number as `GET /{version}/{id}` shows it with every field, plus the webhooks of
 //!   `Shared::set_phone_number`.
 //! - `POST /__sim/webhook-url` `{"url": "…" | null}`.
+//! - `POST /__sim/inbound` with an [`InboundText`](super::InboundText) → an inbound text
+//!   `messages` webhook (the user wrote to our number).
+//! - `POST /__sim/user-preferences` with a [`UserPreferenceChange`](super::UserPreferenceChange)
+//!   → a `user_preferences` webhook; while `stop`, marketing sends to the user fail with 131050.
 //!
 //! Control errors are `{"error": "<message>"}` with 400 or 404.
 

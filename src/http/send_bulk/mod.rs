@@ -3,8 +3,10 @@
 //!
 //! Order of work: the `Idempotency-Key` is claimed first (a replay answers before anything
 //! else is looked at), then the body is parsed and every recipient validated off the async
-//! executor (phone parsing is CPU work), then the send is stored together with the key's
-//! answer. A refused request releases its key: nothing was created, the key may be reused.
+//! executor (phone parsing is CPU work), then the tenant's suppression list is looked up once
+//! for all of them (recipients it covers for the template's category are stored as
+//! `suppressed`, never sent, and left out of the quota and the ETA), then the send is stored
+//! together with the key's answer. A refused request releases its key: nothing was created, the key may be reused.
 //!
 //! `request` reads the body and checks the request's own fields; recipients are checked by
 //! `http::recipients` (over `domain::recipients`); `response` is the answer's body, with the
