@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{require_send, Authenticated};
 use super::bulk_sends::{Page, Paging};
-use super::error::{ApiError, ErrorBody, ErrorCode, ErrorItem};
+use super::error::{ApiError, ErrorBody, ErrorCode, ErrorItem, MAX_ERRORS};
 use super::openapi::{FilterErrors, KeyErrors, SendKeyErrors};
 use super::state::AppState;
 use crate::clock::format_api_time;
@@ -219,6 +219,7 @@ fn signals_for(
     }
     let parsed = parse_phones(phones, |p: &String| Some(p.as_str()));
     let mut errors = Vec::new();
+    let mut invalid = 0usize;
     let mut seen = std::collections::HashSet::with_capacity(phones.len());
     let mut signals = Vec::with_capacity(phones.len());
     for (index, (raw, result)) in phones.iter().zip(parsed).enumerate() {
@@ -235,18 +236,24 @@ fn signals_for(
                     });
                 }
             }
-            Err(e) => errors.push(ErrorItem {
-                index: Some(index),
-                field: "phones".into(),
-                value: Some(raw.chars().take(64).collect()),
-                reason: e.reason(),
-            }),
+            Err(e) => {
+                invalid += 1;
+                // One more than is shown, so that the body says `errors_truncated` (and the
+                // error, which is logged, stays small).
+                if errors.len() <= MAX_ERRORS {
+                    errors.push(ErrorItem {
+                        index: Some(index),
+                        field: "phones".into(),
+                        value: Some(raw.chars().take(64).collect()),
+                        reason: e.reason(),
+                    });
+                }
+            }
         }
     }
-    if !errors.is_empty() {
+    if invalid > 0 {
         return Err(ApiError::validation(format!(
-            "{} of {} phones are invalid; nothing was added",
-            errors.len(),
+            "{invalid} of {} phones are invalid; nothing was added",
             phones.len()
         ))
         .with_errors(errors));

@@ -302,6 +302,16 @@ async fn ten_thousand_phones_are_added_in_one_request_and_more_are_refused() {
         .await;
     assert_eq!(res.status(), 400);
     assert_eq!(body_of(res).await["code"], "validation_error");
+    let bad: Vec<String> = (0..150).map(|i| format!("+12{i}")).collect();
+    let res = app.post(SUPPRESSIONS, &key, &json!({"phones": bad})).await;
+    assert_eq!(res.status(), 400);
+    let body = body_of(res).await;
+    assert_eq!(body["errors"].as_array().unwrap().len(), 100);
+    assert_eq!(body["errors_truncated"], true);
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("150 of 150"),
+        "{body}"
+    );
 }
 
 #[actix_web::test]
