@@ -675,7 +675,7 @@ async fn bench_create(args: &Args) -> anyhow::Result<()> {
     let mut list: Vec<String> = (5..10)
         .flat_map(|run| phones(run * 1_000_000, n).into_iter().step_by(10))
         .collect();
-    list.extend(phones(80_000_000, n.saturating_sub(list.len() as u64)));
+    list.extend(phones(20_000_000, n.saturating_sub(list.len() as u64)));
     for chunk in list.chunks(10_000) {
         env.suppress(chunk).await?;
     }

@@ -28,6 +28,9 @@ use crate::with_backend;
 
 /// Phones per lookup statement (SQLite binds one variable per phone; its limit is 32 766).
 pub const LOOKUP_CHUNK: usize = 10_000;
+/// On SQLite, a tenant list up to this many times a send's recipients is read whole and
+/// matched in memory rather than probed phone by phone ([`suppressed_among`]).
+pub const SCAN_FACTOR: usize = 4;
 /// Rows per multi-row INSERT (9 values a row).
 const INSERT_CHUNK: usize = 500;
 /// Phones per `recipient IN (…)` when stopping queued messages.
@@ -361,6 +364,13 @@ pub fn suppress_queued(
 
 /// Which of `phones` (E.164) the tenant has suppressed for a template of `category`, with
 /// the stored source and reason.
+///
+/// Set-based either way: on PostgreSQL one `phone = ANY($1)` per [`LOOKUP_CHUNK`] phones
+/// against the `(tenant_id, phone)` key. On SQLite, probing that key once per recipient costs
+/// as much as storing the send (a 100 000-phone `IN` list is parsed afresh and probed phone by
+/// phone), so while the tenant's list is at most [`SCAN_FACTOR`] times the recipients it is
+/// read in one pass over the key's `tenant_id` prefix and matched in memory; a list much
+/// larger than the send is probed in chunks instead.
 pub fn suppressed_among(
     conn: &mut DbConnection,
     tenant_id: i64,
@@ -380,6 +390,30 @@ pub fn suppressed_among(
     .get_result(conn)?;
     if !any {
         return Ok(found);
+    }
+    if let DbConnection::Sqlite(_) = conn {
+        let most = i64::try_from(phones.len().saturating_mul(SCAN_FACTOR)).unwrap_or(i64::MAX);
+        let listed: Vec<(String, String, String)> = suppressions::table
+            .filter(suppressions::tenant_id.eq(tenant_id))
+            .filter(suppressions::active.eq(true))
+            .filter(suppressions::scope.eq_any(&scopes))
+            .select((
+                suppressions::phone,
+                suppressions::source,
+                suppressions::reason,
+            ))
+            .limit(most.saturating_add(1))
+            .load(conn)?;
+        if listed.len() as i64 <= most {
+            let wanted: std::collections::HashSet<&str> = phones.iter().copied().collect();
+            found.extend(
+                listed
+                    .into_iter()
+                    .filter(|(p, _, _)| wanted.contains(p.as_str()))
+                    .map(|(p, s, r)| (p, (s, r))),
+            );
+            return Ok(found);
+        }
     }
     for chunk in phones.chunks(LOOKUP_CHUNK) {
         let rows: Vec<(String, String, String)> = suppressions::table

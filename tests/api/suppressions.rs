@@ -674,3 +674,18 @@ async fn a_stop_arriving_while_a_send_runs_stops_its_undispatched_message() {
     let m = meta.message_page(&id, "?status=suppressed").await;
     assert_eq!(m["results"][0]["recipient_phone"], *last);
 }
+
+#[actix_web::test]
+async fn a_list_much_longer_than_the_send_is_probed_and_still_honoured() {
+    // 40 listed, 2 recipients: on SQLite the list is probed instead of read whole.
+    let meta = spawn_with_meta().await;
+    let listed = phones(0, 40);
+    meta.suppress(&json!({"phones": listed})).await;
+    let recipients = vec![listed[7].clone(), phones(100, 1)[0].clone()];
+    let (status, created) = meta.send_bulk(&welcome(NUMBER_250, &recipients)).await;
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(created["suppressed_recipients"], 1);
+    assert_eq!(created["quota_info"]["quota_needed"], 1);
+    let (_, utility) = meta.send_bulk(&order_update(&recipients)).await;
+    assert_eq!(utility["suppressed_recipients"], 0);
+}
