@@ -143,6 +143,8 @@ pub struct IngestOutcome {
     pub suppressed: usize,
     /// Suppressions lifted.
     pub lifted: usize,
+    /// Opt-out signals older than the user's latest, ignored.
+    pub stale_opt_outs: usize,
     /// Queued messages stopped because their recipient opted out.
     pub messages_suppressed: usize,
 }
@@ -520,7 +522,7 @@ fn apply_opt_outs(
         }
         outcome.suppressed += applied.suppressed;
         outcome.lifted += applied.lifted;
-        outcome.stale += applied.stale;
+        outcome.stale_opt_outs += applied.stale;
         outcome.messages_suppressed += applied.messages_suppressed;
         for send in applied.touched_sends {
             if !outcome.statuses.touched_sends.contains(&send) {
@@ -626,6 +628,7 @@ impl IngestCounters {
         let statuses = &outcome.statuses;
         telemetry::webhook_updates(statuses.applied, statuses.duplicates, statuses.unknown);
         telemetry::webhook_changes_unmatched(outcome.unmatched);
+        telemetry::opt_out_signals(outcome.suppressed, outcome.lifted, outcome.stale_opt_outs);
         self.unknown_status_updates
             .fetch_add(outcome.statuses.unknown as u64, Ordering::Relaxed);
         self.unmatched_changes

@@ -466,6 +466,17 @@ async fn an_opt_out_keyword_suppresses_and_an_opt_in_keyword_lifts() {
         .send_bulk(&welcome(NUMBER_250, std::slice::from_ref(ana)))
         .await;
     assert_eq!(created["suppressed_recipients"], 0);
+    // Counted on /metrics (the registry is the process's: at least this test's).
+    let metrics = meta.app.get("/metrics", None).await.text().await.unwrap();
+    for result in ["suppressed", "lifted"] {
+        let prefix = format!("mindo_opt_out_signals_total{{result=\"{result}\"}} ");
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {result} line in {metrics}"));
+        let n: f64 = line[prefix.len()..].trim().parse().unwrap();
+        assert!(n >= 1.0, "{line}");
+    }
 }
 
 #[actix_web::test]
