@@ -6,7 +6,7 @@
 //!   multi-row statements). A phone newly suppressed stops its queued messages in the
 //!   tenant's unfinished sends whose template the suppression covers, in the same
 //!   transaction, with the counters moved from `pending` to `suppressed`
-//!   ([`suppress_queued`]).
+//!   (`suppress_queued`).
 //! - [`suppressed_among`]: which of a new send's recipients are suppressed for its template's
 //!   category: one statement per chunk of phones against the `(tenant_id, phone)` key (on
 //!   PostgreSQL one `= ANY($1)` for up to [`LOOKUP_CHUNK`] phones).
@@ -90,7 +90,7 @@ struct Stored {
 }
 
 /// A row's state after the batch, and whether it existed before it.
-struct Pending {
+struct RowChange {
     existed: bool,
     changed: bool,
     active: bool,
@@ -118,7 +118,7 @@ pub fn apply_signals(
     let mut phones: Vec<&str> = signals.iter().map(|s| s.phone.as_str()).collect();
     phones.sort_unstable();
     phones.dedup();
-    let mut rows: HashMap<String, Pending> = HashMap::with_capacity(phones.len());
+    let mut rows: HashMap<String, RowChange> = HashMap::with_capacity(phones.len());
     for chunk in phones.chunks(LOOKUP_CHUNK) {
         let found: Vec<Stored> = suppressions::table
             .filter(suppressions::tenant_id.eq(tenant_id))
@@ -129,7 +129,7 @@ pub fn apply_signals(
             let scope = SuppressionScope::parse_stored(&s.scope);
             rows.insert(
                 s.phone,
-                Pending {
+                RowChange {
                     existed: true,
                     changed: false,
                     active: s.active,
@@ -152,7 +152,7 @@ pub fn apply_signals(
             signal_at: r.signal_at,
         });
         let decision = decide(stored, signal.signal, signal.scope, signal.at_ms);
-        let entry = rows.entry(signal.phone.clone()).or_insert(Pending {
+        let entry = rows.entry(signal.phone.clone()).or_insert(RowChange {
             existed: false,
             changed: false,
             active: false,
@@ -199,14 +199,18 @@ pub fn apply_signals(
     }
 
     let mut inserts = Vec::new();
-    let mut newly: Vec<(String, SuppressionScope, String)> = Vec::new();
+    let mut newly: Vec<NewlySuppressed> = Vec::new();
     for (phone, row) in &rows {
         if !row.changed {
             continue;
         }
         let widened = row.stored_scope != Some(row.scope) && row.stored_active;
         if row.active && (!row.stored_active || widened) {
-            newly.push((phone.clone(), row.scope, message_reason(row)));
+            newly.push(NewlySuppressed {
+                phone: phone.clone(),
+                scope: row.scope,
+                message_text: message_reason(row),
+            });
         }
         if row.existed {
             let target = suppressions::table
@@ -266,21 +270,39 @@ pub fn apply_signals(
             .do_nothing();
         with_backend!(conn, |c| insert.execute(c))?;
     }
-    newly.sort_by(|a, b| a.0.cmp(&b.0));
+    newly.sort_by(|a, b| a.phone.cmp(&b.phone));
     let stopped = suppress_queued(conn, tenant_id, &newly, now_ms)?;
     outcome.messages_suppressed = stopped.0;
     outcome.touched_sends = stopped.1;
     Ok(outcome)
 }
 
+/// A phone suppressed by a batch of signals (or widened to every category): its queued
+/// messages are stopped.
+struct NewlySuppressed {
+    phone: String,
+    scope: SuppressionScope,
+    /// The `error_message` its stopped messages get.
+    message_text: String,
+}
+
+/// What the list says of a suppressed recipient, for its message's `error_message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub source: String,
+    pub reason: String,
+}
+
 /// The text a suppressed message shows in `error_message`.
-fn message_reason(row: &Pending) -> String {
+fn message_reason(row: &RowChange) -> String {
     format!("suppressed ({}): {}", row.source.as_str(), row.reason)
 }
 
-/// The `error_message` of a recipient suppressed at creation.
-pub fn suppressed_message_text(source: &str, reason: &str) -> String {
-    format!("suppressed ({source}): {reason}")
+impl Listed {
+    /// The `error_message` of a recipient suppressed at creation.
+    pub fn message_text(&self) -> String {
+        format!("suppressed ({}): {}", self.source, self.reason)
+    }
 }
 
 /// Stops the queued (`pending`, not yet dispatched) messages of newly suppressed phones in the
@@ -293,10 +315,10 @@ pub fn suppressed_message_text(source: &str, reason: &str) -> String {
 /// `messages` has no index on the recipient (every index on it costs every create); the
 /// update goes through `messages_due`'s `bulk_send_id` prefix, i.e. it reads the unfinished
 /// sends' messages once per batch of phones, not once per phone.
-pub fn suppress_queued(
+fn suppress_queued(
     conn: &mut DbConnection,
     tenant_id: i64,
-    phones: &[(String, SuppressionScope, String)],
+    phones: &[NewlySuppressed],
     now_ms: i64,
 ) -> Result<(usize, Vec<String>), StorageError> {
     if phones.is_empty() {
@@ -317,20 +339,20 @@ pub fn suppress_queued(
     let step = EngineStep::SuppressPending;
     for (send_id, category) in unfinished {
         let covering = SuppressionScope::covering(&category);
-        let concerned: Vec<&(String, SuppressionScope, String)> = phones
+        let concerned: Vec<&NewlySuppressed> = phones
             .iter()
-            .filter(|(_, scope, _)| covering.contains(scope))
+            .filter(|n| covering.contains(&n.scope))
             .collect();
         let mut moved = 0usize;
         for chunk in concerned.chunks(STOP_CHUNK) {
             // One reason per phone: the statement is per phone when reasons differ, which only
             // a batch mixing sources does.
             let mut by_reason: HashMap<&str, Vec<&str>> = HashMap::new();
-            for (phone, _, reason) in chunk {
+            for n in chunk {
                 by_reason
-                    .entry(reason.as_str())
+                    .entry(n.message_text.as_str())
                     .or_default()
-                    .push(phone.as_str());
+                    .push(n.phone.as_str());
             }
             for (reason, phones) in by_reason {
                 moved += diesel::update(
@@ -376,7 +398,7 @@ pub fn suppressed_among(
     tenant_id: i64,
     category: &str,
     phones: &[&str],
-) -> Result<HashMap<String, (String, String)>, StorageError> {
+) -> Result<HashMap<String, Listed>, StorageError> {
     let scopes: Vec<&str> = SuppressionScope::covering(category)
         .iter()
         .map(|s| s.as_str())
@@ -410,7 +432,7 @@ pub fn suppressed_among(
                 listed
                     .into_iter()
                     .filter(|(p, _, _)| wanted.contains(p.as_str()))
-                    .map(|(p, s, r)| (p, (s, r))),
+                    .map(|(phone, source, reason)| (phone, Listed { source, reason })),
             );
             return Ok(found);
         }
@@ -427,7 +449,10 @@ pub fn suppressed_among(
                 suppressions::reason,
             ))
             .load(conn)?;
-        found.extend(rows.into_iter().map(|(p, s, r)| (p, (s, r))));
+        found.extend(
+            rows.into_iter()
+                .map(|(phone, source, reason)| (phone, Listed { source, reason })),
+        );
     }
     Ok(found)
 }

@@ -344,7 +344,7 @@ async fn create_send(
         .map(|r| NewMessage {
             suppressed: suppressed
                 .get(r.phone.as_str())
-                .map(|(source, reason)| suppressions::suppressed_message_text(source, reason)),
+                .map(suppressions::Listed::message_text),
             recipient: r.phone.into_string(),
             variables: r.variables,
             button_variables: r.button_variables,
