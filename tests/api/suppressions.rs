@@ -700,3 +700,18 @@ async fn a_list_much_longer_than_the_send_is_probed_and_still_honoured() {
     let (_, utility) = meta.send_bulk(&order_update(&recipients)).await;
     assert_eq!(utility["suppressed_recipients"], 0);
 }
+
+#[actix_web::test]
+async fn the_sandbox_world_has_a_user_who_stopped_marketing() {
+    let meta = spawn_with_meta().await;
+    let opted_out = "+14155550150".to_owned();
+    let (status, created) = meta
+        .send_bulk(&welcome(NUMBER_250, std::slice::from_ref(&opted_out)))
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let s = meta.wait_finished(&id_of(&created)).await;
+    assert_eq!(s["failed_count"], 1);
+    let failed = meta.message_page(&id_of(&created), "?status=failed").await;
+    assert_eq!(failed["results"][0]["error_code"], 131050);
+    meta.wait_suppression(&opted_out, |e| e.is_some()).await;
+}
