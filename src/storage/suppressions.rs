@@ -120,11 +120,19 @@ pub fn apply_signals(
     phones.dedup();
     let mut rows: HashMap<String, RowChange> = HashMap::with_capacity(phones.len());
     for chunk in phones.chunks(LOOKUP_CHUNK) {
-        let found: Vec<Stored> = suppressions::table
-            .filter(suppressions::tenant_id.eq(tenant_id))
-            .filter(suppressions::phone.eq_any(chunk))
-            .select(Stored::as_select())
-            .load(conn)?;
+        let query = || {
+            suppressions::table
+                .filter(suppressions::tenant_id.eq(tenant_id))
+                .filter(suppressions::phone.eq_any(chunk))
+        };
+        // PostgreSQL: the rows stay locked until the commit, so two nodes applying signals
+        // for one phone at once decide one after the other (SQLite has one writer anyway).
+        let found: Vec<Stored> = match conn {
+            DbConnection::Postgres(pg) => {
+                query().select(Stored::as_select()).for_update().load(pg)?
+            }
+            DbConnection::Sqlite(c) => query().select(Stored::as_select()).load(c)?,
+        };
         for s in found {
             let scope = SuppressionScope::parse_stored(&s.scope);
             rows.insert(
