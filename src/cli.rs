@@ -68,6 +68,9 @@ pub enum Command {
     /// Several daemons on one PostgreSQL: which nodes are alive and who runs what.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// A tenant's suppression list (opt-outs).
+    #[command(subcommand)]
+    Suppressions(SuppressionsCommand),
     /// Run the Meta simulator on its own (the sandbox world unless --config gives one).
     Simulator(SimulatorArgs),
     /// Submit a CSV of recipients to a running daemon and follow the send with a progress bar
@@ -239,6 +242,26 @@ pub enum ClusterCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SuppressionsCommand {
+    /// Suppress every phone of a CSV file for a tenant (a `phone` column, or the first column
+    /// when no header names one). Any invalid phone refuses the whole file.
+    Import {
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: i64,
+        /// The CSV file.
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+        /// Why (shown in the list and on the messages it stops).
+        #[arg(long, default_value = "imported by an operator")]
+        reason: String,
+        /// Suppress for every template category, not only MARKETING.
+        #[arg(long = "all-categories")]
+        all_categories: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant with a first API key and a webhook secret.
     Create {
@@ -386,6 +409,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Waba(command) => waba(cli.json, load()?, command),
         Command::Number(command) => number(cli.json, load()?, command),
+        Command::Suppressions(command) => suppressions_command(cli.json, load()?, command),
         Command::ApiKey(ApiKeyCommand::Revoke { id }) => {
             let config = load()?;
             init_quiet_logging(&config);
@@ -510,6 +534,117 @@ fn waba(json: bool, config: Config, command: WabaCommand) -> anyhow::Result<()> 
             }
         }
     })
+}
+
+fn suppressions_command(
+    json: bool,
+    config: Config,
+    command: SuppressionsCommand,
+) -> anyhow::Result<()> {
+    let SuppressionsCommand::Import {
+        tenant,
+        csv,
+        reason,
+        all_categories,
+    } = command;
+    init_quiet_logging(&config);
+    let (lines, phones): (Vec<u64>, Vec<String>) = read_phone_column(&csv)?.into_iter().unzip();
+    if phones.is_empty() {
+        anyhow::bail!("{} lists no phone", csv.display());
+    }
+    let reason = crate::http::suppressions::check_reason(Some(&reason))
+        .map_err(|e| anyhow::anyhow!("--reason: {}", e.detail))?;
+    let now = SystemClock.now_ms();
+    let mut signals = Vec::with_capacity(phones.len());
+    let mut bad = Vec::new();
+    for chunk in phones.chunks(crate::http::suppressions::MAX_PHONES) {
+        match crate::http::suppressions::import_signals(chunk, &reason, all_categories, now) {
+            Ok(s) => signals.extend(s),
+            Err(e) => bad.push(e.detail),
+        }
+    }
+    if !bad.is_empty() {
+        let invalid: Vec<String> = phones
+            .iter()
+            .zip(&lines)
+            .filter(|(p, _)| crate::domain::phone::E164::parse(p).is_err())
+            .take(5)
+            .map(|(p, line)| format!("row {line} ({p:?})"))
+            .collect();
+        anyhow::bail!(
+            "{} has invalid phones, nothing was imported: {}",
+            csv.display(),
+            invalid.join(", ")
+        );
+    }
+    let db = open_migrated_db(&config)?;
+    let mut conn = db.get()?;
+    if !tenants::tenant_exists(&mut conn, tenant)? {
+        anyhow::bail!("no tenant with id {tenant}");
+    }
+    let mut seen = std::collections::HashSet::new();
+    signals.retain(|s| seen.insert(s.phone.clone()));
+    let mut total = crate::storage::suppressions::SignalOutcome::default();
+    for chunk in signals.chunks(crate::http::suppressions::MAX_PHONES) {
+        let outcome = crate::storage::write_transaction(&mut conn, |c| {
+            crate::storage::suppressions::apply_signals(c, tenant, chunk, now)
+        })?;
+        total.suppressed += outcome.suppressed;
+        total.already += outcome.already;
+        total.messages_suppressed += outcome.messages_suppressed;
+    }
+    print(
+        json,
+        json!({"tenant_id": tenant, "received": signals.len(), "added": total.suppressed,
+               "already_suppressed": total.already,
+               "messages_suppressed": total.messages_suppressed}),
+        &format!(
+            "Tenant {tenant}: {} phones read, {} suppressed, {} already were; {} queued messages stopped.",
+            signals.len(),
+            total.suppressed,
+            total.already,
+            total.messages_suppressed
+        ),
+    );
+    Ok(())
+}
+
+/// The phones of a CSV file with their line numbers: its `phone` column, or its first
+/// column when the first row names no `phone` column (then that row is a phone too).
+fn read_phone_column(path: &Path) -> anyhow::Result<Vec<(u64, String)>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut rows = reader.records();
+    let mut phones = Vec::new();
+    let Some(first) = rows.next() else {
+        return Ok(phones);
+    };
+    let first = first.with_context(|| format!("cannot read {}", path.display()))?;
+    let column = match first.iter().position(|h| h.eq_ignore_ascii_case("phone")) {
+        Some(i) => i,
+        None => {
+            if let Some(p) = first.get(0).filter(|p| !p.is_empty()) {
+                phones.push((line_of(&first), p.to_owned()));
+            }
+            0
+        }
+    };
+    for row in rows {
+        let row = row.with_context(|| format!("cannot read {}", path.display()))?;
+        if let Some(p) = row.get(column).filter(|p| !p.is_empty()) {
+            phones.push((line_of(&row), p.to_owned()));
+        }
+    }
+    Ok(phones)
+}
+
+/// A record's line in its file (1-based).
+fn line_of(record: &csv::StringRecord) -> u64 {
+    record.position().map_or(0, |p| p.line())
 }
 
 fn number(json: bool, config: Config, command: NumberCommand) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::domain::egress::{parse_networks, CallbackPolicy, IpNetwork};
 pub use crate::domain::message::ReconcilePolicy;
 use crate::domain::message::UnknownReconcilePolicy;
+use crate::domain::suppression::{DEFAULT_OPT_IN_KEYWORDS, DEFAULT_OPT_OUT_KEYWORDS};
 
 /// Connections one Graph client keeps open at most.
 const GRAPH_MAX_CONNECTIONS: usize = 256;
@@ -93,6 +94,14 @@ pub struct Config {
     /// `MINDO_NODE_NAME`, default host name + pid: this daemon's name among the daemons on
     /// one PostgreSQL (logs, metrics, `cluster status`). Must be unique among them.
     pub node_name: String,
+    /// `MINDO_OPT_OUT_KEYWORDS` (comma-separated; TOML `opt_out_keywords`, a list), default
+    /// STOP, BAJA, PARAR, CANCELAR, UNSUBSCRIBE, SAIR, … (`domain::suppression`): an inbound
+    /// text that is exactly one of them (case, accents and surrounding punctuation ignored)
+    /// suppresses its sender for marketing. Setting it replaces the defaults.
+    pub opt_out_keywords: Vec<String>,
+    /// `MINDO_OPT_IN_KEYWORDS` (comma-separated; TOML `opt_in_keywords`), default START,
+    /// ALTA, VOLVER, VOLTAR, …: an inbound text that is one of them lifts the suppression.
+    pub opt_in_keywords: Vec<String>,
 }
 
 /// The default node name: the host's name and this process's id.
@@ -133,8 +142,23 @@ impl Default for Config {
             secret_key: None,
             secret_key_file: None,
             node_name: default_node_name(),
+            opt_out_keywords: keywords(DEFAULT_OPT_OUT_KEYWORDS),
+            opt_in_keywords: keywords(DEFAULT_OPT_IN_KEYWORDS),
         }
     }
+}
+
+fn keywords(list: &[&str]) -> Vec<String> {
+    list.iter().map(|k| (*k).to_owned()).collect()
+}
+
+/// A comma-separated keyword list; blanks dropped.
+fn keyword_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The TOML file: every key optional, unknown keys refused (a typo must not pass silently).
@@ -162,6 +186,8 @@ struct FileConfig {
     callback_allow_loopback: Option<bool>,
     callback_allowed_networks: Option<String>,
     tenant_rps: Option<u32>,
+    opt_out_keywords: Option<Vec<String>>,
+    opt_in_keywords: Option<Vec<String>>,
     secret_key: Option<SecretString>,
     secret_key_file: Option<PathBuf>,
     node_name: Option<String>,
@@ -265,7 +291,9 @@ impl Config {
             log,
             log_format,
             callback_allow_loopback,
-            tenant_rps
+            tenant_rps,
+            opt_out_keywords,
+            opt_in_keywords
         );
         if f.secret_key.is_some() {
             self.secret_key = f.secret_key;
@@ -341,6 +369,12 @@ impl Config {
                     var: "MINDO_CALLBACK_ALLOWED_NETWORKS",
                     message,
                 })?;
+        }
+        if let Some(v) = env("MINDO_OPT_OUT_KEYWORDS") {
+            self.opt_out_keywords = keyword_list(&v);
+        }
+        if let Some(v) = env("MINDO_OPT_IN_KEYWORDS") {
+            self.opt_in_keywords = keyword_list(&v);
         }
         self.tenant_rps = number(&env, "MINDO_TENANT_RPS", self.tenant_rps)?;
         self.db_pool_size = number(&env, "MINDO_DB_POOL_SIZE", self.db_pool_size)?;
@@ -531,6 +565,23 @@ mod tests {
             c.secret_key_file.as_deref(),
             Some(Path::new("/run/credentials/mindo-bulk.service/secret-key"))
         );
+    }
+
+    #[test]
+    fn opt_out_keywords_default_and_come_from_the_file_or_the_environment() {
+        let c = Config::from_sources(None, env_of(&[])).unwrap();
+        assert!(c.opt_out_keywords.iter().any(|k| k == "STOP"));
+        assert!(c.opt_in_keywords.iter().any(|k| k == "ALTA"));
+        let c = Config::from_sources(
+            Some((
+                "m.toml",
+                "opt_out_keywords = [\"FIN\"]\nopt_in_keywords = [\"OTRA VEZ\"]",
+            )),
+            env_of(&[("MINDO_OPT_OUT_KEYWORDS", " basta , chau ,, ")]),
+        )
+        .unwrap();
+        assert_eq!(c.opt_out_keywords, vec!["basta", "chau"]);
+        assert_eq!(c.opt_in_keywords, vec!["OTRA VEZ"]);
     }
 
     #[test]

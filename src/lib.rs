@@ -16,15 +16,16 @@
 //! - [`clock`] — time as an injectable dependency.
 //! - [`domain`] — pure types and rules (API keys, phones, a send's recipients, templates,
 //!   tiers, message states and engine steps, what a send does with Meta's answers, pacing,
-//!   ETA), unit-tested, no I/O.
+//!   ETA, opt-out keywords and the order of stop/resume signals), unit-tested, no I/O.
 //! - [`engine`] — the actors (supervisor, bulk sends, phone limiters), the DB writer, webhook
-//!   ingestion (what a Meta notification changes, applied in one write), and client callback
-//!   delivery (signed events to a send's `callback_url`, retried, from a persisted outbox).
+//!   ingestion (what a Meta notification changes, opt-outs included, applied in one write),
+//!   and client callback delivery (signed events to a send's `callback_url`, retried, from a
+//!   persisted outbox).
 //! - [`meta`] — Meta's Cloud API: Graph client, error classification, webhook payloads.
-//! - [`http`] — actix-web routes, the handlers' shared state, the `X-API-Key` extractor, the
-//!   documented error body (its codes an enum), the operator endpoints (`/metrics`,
-//!   `/openapi.json`) and the OpenAPI document; send-bulk's gate of concurrent creates and
-//!   its reader of recipients into compact records.
+//! - [`http`] — actix-web routes (the suppression list's among them), the handlers' shared
+//!   state, the `X-API-Key` extractor, the documented error body (its codes an enum), the
+//!   operator endpoints (`/metrics`, `/openapi.json`) and the OpenAPI document; send-bulk's
+//!   gate of concurrent creates and its reader of recipients into compact records.
 //! - [`live`] — live status for the dashboard: the hub behind the server-sent event streams
 //!   (re-reads followed sends, pushes changes, drops slow clients) and dashboard tokens.
 //! - [`sync`] — WABA sync: numbers, templates and portfolio read from the Graph API.

@@ -18,6 +18,7 @@ use anyhow::Context;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::domain::suppression::KeywordMatcher;
 use crate::engine::Engine;
 use crate::http;
 use crate::http::limits::TenantLimits;
@@ -70,6 +71,10 @@ impl Application {
         );
         let create_gate = http::create_gate::CreateGate::new(config.max_concurrent_creates);
         let live = crate::live::LiveHub::start(db.clone(), clock.clone());
+        let config_keywords = (
+            config.opt_out_keywords.clone(),
+            config.opt_in_keywords.clone(),
+        );
         let state = AppState {
             live,
             db,
@@ -80,6 +85,7 @@ impl Application {
             secret_key,
             draining: Arc::new(AtomicBool::new(false)),
             create_gate,
+            keywords: Arc::new(KeywordMatcher::new(&config_keywords.0, &config_keywords.1)),
         };
         if state.config.sync_interval_secs > 0 {
             crate::sync::spawn_periodic(

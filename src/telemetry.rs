@@ -56,6 +56,9 @@ pub mod names {
     pub const WEBHOOK_SKIPPED_ITEMS: &str = "mindo_webhook_skipped_items_total";
     /// Counter: template and number changes naming nothing registered here.
     pub const WEBHOOK_UNMATCHED_CHANGES: &str = "mindo_webhook_unmatched_changes_total";
+    /// Counter: users' opt-out signals from webhooks (keywords, `user_preferences`, 131050),
+    /// by `result`: `suppressed`, `lifted` or `stale`.
+    pub const OPT_OUT_SIGNALS: &str = "mindo_opt_out_signals_total";
     /// Counter: planning rounds of a number's limiter that ended with messages held back, by
     /// `reason` (throughput, quota, pair_rate, paused).
     pub const LIMITER_WAITS: &str = "mindo_limiter_waits_total";
@@ -229,6 +232,10 @@ fn describe() {
         "Webhook template and number changes naming nothing registered here."
     );
     describe_counter!(
+        OPT_OUT_SIGNALS,
+        "Users' opt-out signals from webhooks that changed the suppression list, by result."
+    );
+    describe_counter!(
         LIMITER_WAITS,
         "Planning rounds of a number's limiter that ended with messages held back, by reason."
     );
@@ -270,6 +277,9 @@ fn describe() {
     }
     for result in ["applied", "duplicate", "unknown"] {
         counter!(WEBHOOK_UPDATES, "result" => result).increment(0);
+    }
+    for result in ["suppressed", "lifted", "stale"] {
+        counter!(OPT_OUT_SIGNALS, "result" => result).increment(0);
     }
     for reason in LimiterWait::ALL {
         counter!(LIMITER_WAITS, "reason" => reason.as_str()).increment(0);
@@ -359,6 +369,19 @@ pub fn webhook_signature_refused() {
 /// Notification items dropped as unusable.
 pub fn webhook_items_skipped(n: usize) {
     counter!(names::WEBHOOK_SKIPPED_ITEMS).increment(n as u64);
+}
+
+/// Opt-out signals applied from a webhook notification.
+pub fn opt_out_signals(suppressed: usize, lifted: usize, stale: usize) {
+    for (result, n) in [
+        ("suppressed", suppressed),
+        ("lifted", lifted),
+        ("stale", stale),
+    ] {
+        if n > 0 {
+            counter!(names::OPT_OUT_SIGNALS, "result" => result).increment(n as u64);
+        }
+    }
 }
 
 /// Template and number changes naming nothing registered here.

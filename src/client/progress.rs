@@ -35,6 +35,8 @@ pub struct SendStatus {
     pub failed_count: u64,
     pub pending_count: u64,
     pub cancelled_count: u64,
+    /// Recipients not sent because they opted out.
+    pub suppressed_count: u64,
     pub progress_percentage: f64,
     /// The server's estimate at creation, from the moment the send could start.
     pub estimated_time_minutes: Option<f64>,
@@ -93,6 +95,9 @@ impl SendStatus {
         if self.cancelled_count > 0 {
             out.push_str(&format!(" · cancelled {}", self.cancelled_count));
         }
+        if self.suppressed_count > 0 {
+            out.push_str(&format!(" · suppressed {}", self.suppressed_count));
+        }
         out
     }
 
@@ -125,6 +130,12 @@ impl SendStatus {
         );
         if self.cancelled_count > 0 {
             out.push_str(&format!(", {} cancelled", self.cancelled_count));
+        }
+        if self.suppressed_count > 0 {
+            out.push_str(&format!(
+                ", {} suppressed (opted out)",
+                self.suppressed_count
+            ));
         }
         if self.pending_count > 0 {
             out.push_str(&format!(", {} pending", self.pending_count));

@@ -8,7 +8,8 @@
 //!    │  │          │  (accepted)  (webhooks, monotonic)
 //!    │  │          └─► failed   (permanent error / failed webhook / unknown outcome + policy "fail")
 //!    │  └─► failed              (send stopped, failed webhook)
-//!    └─► cancelled              (cancel; only messages not in flight)
+//!    ├─► cancelled              (cancel; only messages not in flight)
+//!    └─► suppressed             (the recipient opted out: at creation, or while queued)
 //! ```
 //! Engine-driven steps are the [`EngineStep`]s (storage guards each update with the step's source
 //! state); Meta's status webhooks go through [`apply_webhook`]. Both return `Some(new_state)` when
@@ -29,8 +30,9 @@
 //!   outcome with policy `fail`, attempts exhausted, send stopped), a later `sent`/`delivered`/`read`
 //!   webhook is Meta's word that it *was* sent and moves it to that state. For the same reason a
 //!   `cancelled` message (only ever cancelled while pending, i.e. possibly after an unknown-outcome
-//!   attempt) moves to `sent`/`delivered`/`read` on such a webhook. A `failed` webhook for a
-//!   cancelled or already failed message is a no-op (the engine may still record Meta's error).
+//!   attempt) moves to `sent`/`delivered`/`read` on such a webhook, and so does a `suppressed` one
+//!   (suppressed while pending, for the same reason). A `failed` webhook for a cancelled,
+//!   suppressed or already failed message is a no-op (the engine may still record Meta's error).
 //! - [`Counters::apply`] moves the message between buckets either way, so the counters keep adding up.
 //!
 //! # Bulk-send status
@@ -65,6 +67,9 @@ pub enum MessageState {
     Failed,
     /// Cancelled before it was dispatched.
     Cancelled,
+    /// Never sent because the recipient opted out (a suppression of the send's tenant that
+    /// covers the template's category), found at creation or while the message was queued.
+    Suppressed,
 }
 
 /// The error for a state string that is not one of [`MessageState::as_str`].
@@ -74,7 +79,7 @@ pub struct UnknownMessageState(pub String);
 
 impl MessageState {
     /// Every state, in pipeline order.
-    pub const ALL: [MessageState; 7] = [
+    pub const ALL: [MessageState; 8] = [
         MessageState::Pending,
         MessageState::Dispatching,
         MessageState::Sent,
@@ -82,6 +87,7 @@ impl MessageState {
         MessageState::Read,
         MessageState::Failed,
         MessageState::Cancelled,
+        MessageState::Suppressed,
     ];
 
     /// The lowercase name stored in the database.
@@ -94,6 +100,7 @@ impl MessageState {
             MessageState::Read => "read",
             MessageState::Failed => "failed",
             MessageState::Cancelled => "cancelled",
+            MessageState::Suppressed => "suppressed",
         }
     }
 
@@ -106,14 +113,14 @@ impl MessageState {
     }
 
     /// Position in the delivery funnel, for monotonic webhooks: pending/dispatching 0, sent 1,
-    /// delivered 2, read 3; `None` for failed and cancelled.
+    /// delivered 2, read 3; `None` for failed, cancelled and suppressed.
     fn funnel_rank(self) -> Option<u8> {
         match self {
             MessageState::Pending | MessageState::Dispatching => Some(0),
             MessageState::Sent => Some(1),
             MessageState::Delivered => Some(2),
             MessageState::Read => Some(3),
-            MessageState::Failed | MessageState::Cancelled => None,
+            MessageState::Failed | MessageState::Cancelled | MessageState::Suppressed => None,
         }
     }
 }
@@ -248,15 +255,19 @@ pub enum EngineStep {
     CancelPending,
     /// A message in flight of a cancelled send was not sent: `dispatching → cancelled`.
     CancelDispatched,
+    /// Its recipient opted out while it was queued: `pending → suppressed`. A `dispatching`
+    /// message is in flight and is left to finish.
+    SuppressPending,
 }
 
 impl EngineStep {
     /// The states the step applies to.
     pub fn from(self) -> MessageState {
         match self {
-            EngineStep::StartDispatch | EngineStep::StopPending | EngineStep::CancelPending => {
-                MessageState::Pending
-            }
+            EngineStep::StartDispatch
+            | EngineStep::StopPending
+            | EngineStep::CancelPending
+            | EngineStep::SuppressPending => MessageState::Pending,
             EngineStep::Accepted
             | EngineStep::BackToPending
             | EngineStep::DispatchFailed
@@ -272,6 +283,7 @@ impl EngineStep {
             EngineStep::BackToPending => MessageState::Pending,
             EngineStep::DispatchFailed | EngineStep::StopPending => MessageState::Failed,
             EngineStep::CancelPending | EngineStep::CancelDispatched => MessageState::Cancelled,
+            EngineStep::SuppressPending => MessageState::Suppressed,
         }
     }
 
@@ -297,7 +309,7 @@ pub fn apply_webhook(
             | (FailureSource::Local, WebhookStatus::Read) => Some(target),
             _ => None,
         },
-        MessageState::Cancelled => match status {
+        MessageState::Cancelled | MessageState::Suppressed => match status {
             WebhookStatus::Failed => None,
             _ => Some(target),
         },
@@ -332,6 +344,8 @@ pub struct Buckets<T> {
     pub failed: T,
     /// Cancelled messages.
     pub cancelled: T,
+    /// Suppressed messages (the recipient opted out).
+    pub suppressed: T,
 }
 
 impl<T> Buckets<T> {
@@ -344,6 +358,7 @@ impl<T> Buckets<T> {
             MessageState::Read => &self.read,
             MessageState::Failed => &self.failed,
             MessageState::Cancelled => &self.cancelled,
+            MessageState::Suppressed => &self.suppressed,
         }
     }
 
@@ -356,6 +371,7 @@ impl<T> Buckets<T> {
             MessageState::Read => &mut self.read,
             MessageState::Failed => &mut self.failed,
             MessageState::Cancelled => &mut self.cancelled,
+            MessageState::Suppressed => &mut self.suppressed,
         }
     }
 }
@@ -447,12 +463,18 @@ impl Counters {
         self.cancelled
     }
 
-    /// All messages: sent_count + failed + pending + cancelled.
+    /// API `suppressed_count`.
+    pub fn suppressed_count(&self) -> u64 {
+        self.suppressed
+    }
+
+    /// All messages: sent_count + failed + pending + cancelled + suppressed.
     pub fn total(&self) -> u64 {
         self.sent_count()
             .saturating_add(self.failed)
             .saturating_add(self.pending)
             .saturating_add(self.cancelled)
+            .saturating_add(self.suppressed)
     }
 
     /// API `progress_percentage`: (total − pending) / total × 100, rounded to 2 decimals.
@@ -549,10 +571,12 @@ impl fmt::Display for BulkStatus {
 /// Derives a bulk send's status (API.md), in this order:
 /// 1. `cancelled` (the client cancelled it) → `CANCELLED`, whatever happens to in-flight messages;
 /// 2. `fatal` (a disabled template, revoked token, … stopped it) → `FAILED`;
-/// 3. no messages at all → `COMPLETED` (nothing to send);
+/// 3. nothing to send (no messages, or none pending before the first dispatch: every
+///    recipient was suppressed) → `COMPLETED`;
 /// 4. not `started` (no dispatch yet) → `QUEUED`;
 /// 5. anything pending (incl. dispatching) → `PROCESSING`;
-/// 6. no failures → `COMPLETED`; every non-cancelled message failed → `FAILED`; else `PARTIAL`.
+/// 6. no failures → `COMPLETED`; every message neither cancelled nor suppressed failed →
+///    `FAILED`; else `PARTIAL`.
 pub fn derive_status(
     counters: &Counters,
     started: bool,
@@ -566,7 +590,7 @@ pub fn derive_status(
         return BulkStatus::Failed;
     }
     let total = counters.total();
-    if total == 0 {
+    if total == 0 || (!started && counters.pending == 0 && counters.failed == 0) {
         return BulkStatus::Completed;
     }
     if !started {
@@ -577,7 +601,11 @@ pub fn derive_status(
     }
     if counters.failed == 0 {
         BulkStatus::Completed
-    } else if counters.failed >= total.saturating_sub(counters.cancelled) {
+    } else if counters.failed
+        >= total
+            .saturating_sub(counters.cancelled)
+            .saturating_sub(counters.suppressed)
+    {
         BulkStatus::Failed
     } else {
         BulkStatus::Partial
@@ -637,6 +665,7 @@ mod tests {
             (StopPending, Pending, Failed),
             (CancelPending, Pending, Cancelled),
             (CancelDispatched, Dispatching, Cancelled),
+            (SuppressPending, Pending, Suppressed),
         ];
         for (step, from, to) in table {
             assert_eq!(step.apply(from), Some(to), "{step:?}");
@@ -751,6 +780,7 @@ mod tests {
             read: 4,
             failed: 5,
             cancelled: 6,
+            suppressed: 7,
         };
         assert_eq!(c.sent_count(), 9);
         assert_eq!(c.delivered_count(), 7);
@@ -758,8 +788,9 @@ mod tests {
         assert_eq!(c.failed_count(), 5);
         assert_eq!(c.pending_count(), 1);
         assert_eq!(c.cancelled_count(), 6);
-        assert_eq!(c.total(), 21);
-        assert_eq!(c.progress_percentage(), 95.24);
+        assert_eq!(c.suppressed_count(), 7);
+        assert_eq!(c.total(), 28);
+        assert_eq!(c.progress_percentage(), 96.43);
     }
 
     #[test]
@@ -904,6 +935,35 @@ mod tests {
             derive_status(&in_flight, true, false, false),
             BulkStatus::Processing
         );
+    }
+
+    #[test]
+    fn suppressed_messages_count_apart_and_finish_a_send_with_nothing_to_send() {
+        let all_suppressed = from_states([Suppressed, Suppressed]);
+        assert_eq!(all_suppressed.total(), 2);
+        assert_eq!(all_suppressed.suppressed_count(), 2);
+        assert_eq!(all_suppressed.progress_percentage(), 100.0);
+        assert_eq!(
+            derive_status(&all_suppressed, false, false, false),
+            BulkStatus::Completed
+        );
+        let mut c = from_states([Pending, Suppressed]);
+        assert_eq!(derive_status(&c, false, false, false), BulkStatus::Queued);
+        c.apply(Pending, Failed);
+        assert_eq!(
+            derive_status(&c, true, false, false),
+            BulkStatus::Failed,
+            "every message that could be sent failed"
+        );
+        let c = from_states([Sent, Suppressed]);
+        assert_eq!(derive_status(&c, true, false, false), BulkStatus::Completed);
+    }
+
+    #[test]
+    fn suppressed_moves_only_on_success_webhooks() {
+        use WebhookStatus as W;
+        assert_eq!(hook(Suppressed, W::Delivered), Some(Delivered));
+        assert_eq!(hook(Suppressed, W::Failed), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - `callback`: client callback events: envelope, signature, progress rate, retry schedule.
 //! - `egress`: what a callback may reach: the address classifier and the callback URL policy.
 //! - `secret_box`: secrets encrypted at rest (XChaCha20-Poly1305), the key and its id.
+//! - `suppression`: opt-outs: keyword matching, scopes, and the ordering of stop/resume signals.
 
 pub mod api_key;
 pub mod callback;
@@ -28,5 +29,6 @@ pub mod pacing;
 pub mod phone;
 pub mod recipients;
 pub mod secret_box;
+pub mod suppression;
 pub mod template;
 pub mod tier;

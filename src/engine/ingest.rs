@@ -18,19 +18,28 @@
 //!   (capability updates are portfolio-wide);
 //! - **account updates**: a ban or restriction pauses the WABA's numbers, a reinstatement
 //!   resumes the ones it paused;
-//! - **inbound messages**: the last time each user wrote to each number.
+//! - **inbound messages**: the last time each user wrote to each number;
+//! - **opt-outs** (`domain::suppression`): an inbound text that is an opt-out or opt-in
+//!   keyword, a `user_preferences` stop or resume for marketing, and a `131050` failure
+//!   suppress or lift the user for the tenant that owns the number, WABA or message, ordered
+//!   by the signal's own time; queued messages of a newly suppressed user in that tenant's
+//!   running marketing sends become `suppressed` in the same write
+//!   (`storage::suppressions::apply_signals`).
 //!
 //! The returned [`IngestOutcome`] names the sends and numbers that changed, so the supervisor
 //! can make their live actors and limiters follow at once (before the 200).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::domain::phone::E164;
+use crate::domain::suppression::{KeywordMatcher, Signal, SuppressionScope, SuppressionSource};
 use crate::meta::webhook::{
     self, AccountEffect, Event, Notification, TemplateEffect, ACCOUNT_PAUSE_PREFIX,
 };
 use crate::storage::accounts::{self, NumberPause, NumberReport, NumberScope};
 use crate::storage::inbound::{self, InboundContact};
 use crate::storage::sends::{self, AppliedUpdates, StatusUpdate};
+use crate::storage::suppressions::{self, SuppressionSignal};
 use crate::storage::{DbConnection, StorageError};
 use crate::telemetry;
 
@@ -46,6 +55,39 @@ pub struct WebhookChanges {
     pub templates: Vec<TemplateChange>,
     pub numbers: Vec<NumberChange>,
     pub inbound: Vec<InboundContact>,
+    pub opt_outs: Vec<OptOutChange>,
+}
+
+/// Meta's error code for "the user stopped your marketing messages".
+pub const USER_STOPPED_MARKETING: i64 = 131050;
+
+/// A user's stop or resume, with what names the tenant it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptOutChange {
+    pub owner: OptOutOwner,
+    pub signal: Signal,
+    pub source: SuppressionSource,
+    pub reason: String,
+    /// When it happened (unix ms; `now` when Meta gave no time).
+    pub at_ms: i64,
+}
+
+/// Whose user: the tenant of one of our numbers or WABAs (and the user's phone), or of the
+/// message a `131050` failure names (the user is its recipient).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptOutOwner {
+    Number {
+        phone_number_id: String,
+        phone: String,
+    },
+    Waba {
+        waba_id: String,
+        phone: String,
+    },
+    Message {
+        message_id: Option<i64>,
+        wamid: String,
+    },
 }
 
 /// A template's new status and what it means for the sends using it.
@@ -97,27 +139,58 @@ pub struct IngestOutcome {
     pub stale: usize,
     /// Inbound contacts created or moved forward.
     pub inbound: usize,
+    /// Users newly suppressed.
+    pub suppressed: usize,
+    /// Suppressions lifted.
+    pub lifted: usize,
+    /// Opt-out signals older than the user's latest, ignored.
+    pub stale_opt_outs: usize,
+    /// Queued messages stopped because their recipient opted out.
+    pub messages_suppressed: usize,
 }
 
 impl WebhookChanges {
-    /// The changes a parsed notification asks for. `now_ms` stands in for missing timestamps.
-    /// Events that change nothing here (user preferences, loose errors, unknown fields,
-    /// informational account or template events) are left out (and logged).
-    pub fn from_notification(notification: &Notification, now_ms: i64) -> WebhookChanges {
+    /// The changes a parsed notification asks for; `keywords` tells opt-out and opt-in texts.
+    /// `now_ms` stands in for missing timestamps. Events that change nothing here (loose
+    /// errors, unknown fields, informational account or template events, preferences for
+    /// other categories) are left out (and logged).
+    pub fn from_notification(
+        notification: &Notification,
+        keywords: &KeywordMatcher,
+        now_ms: i64,
+    ) -> WebhookChanges {
         let mut out = WebhookChanges::default();
         for event in &notification.events {
             match event {
-                Event::Status(s) => out.statuses.extend(status_update(s, now_ms)),
-                Event::Inbound(m) => match &m.phone_number_id {
-                    Some(phone_number_id) => out.inbound.push(InboundContact {
-                        phone_number_id: phone_number_id.clone(),
-                        wa_id: m.from.clone(),
-                        at_ms: seconds_to_ms(m.timestamp).unwrap_or(now_ms),
-                    }),
-                    None => tracing::debug!(
-                        "An inbound message without metadata.phone_number_id is ignored."
-                    ),
-                },
+                Event::Status(s) => {
+                    out.statuses.extend(status_update(s, now_ms));
+                    if s.errors.iter().any(|e| e.code == USER_STOPPED_MARKETING) {
+                        out.opt_outs.push(OptOutChange {
+                            owner: OptOutOwner::Message {
+                                message_id: our_message_id(s),
+                                wamid: s.wamid.clone(),
+                            },
+                            signal: Signal::Stop,
+                            source: SuppressionSource::Error131050,
+                            reason: "Meta: the user stopped marketing messages (131050)".into(),
+                            at_ms: seconds_to_ms(s.timestamp).unwrap_or(now_ms),
+                        });
+                    }
+                }
+                Event::Inbound(m) => {
+                    out.opt_outs.extend(keyword_opt_out(m, keywords, now_ms));
+                    match &m.phone_number_id {
+                        Some(phone_number_id) => out.inbound.push(InboundContact {
+                            phone_number_id: phone_number_id.clone(),
+                            wa_id: m.from.clone(),
+                            at_ms: seconds_to_ms(m.timestamp).unwrap_or(now_ms),
+                        }),
+                        None => tracing::debug!(
+                            "An inbound message without metadata.phone_number_id is ignored."
+                        ),
+                    }
+                }
+                Event::UserPreference(p) => out.opt_outs.extend(preference_opt_out(p, now_ms)),
                 Event::TemplateStatus(t) => out.templates.push(template_change(t)),
                 Event::PhoneQuality(p) => {
                     let report = NumberReport {
@@ -183,7 +256,7 @@ impl WebhookChanges {
                     phone_number_id = ?e.phone_number_id,
                     codes = ?e.errors.iter().map(|e| e.code).collect::<Vec<_>>(),
                     "Meta reported errors not tied to a message."),
-                Event::UserPreference(_) | Event::Unknown { .. } => {}
+                Event::Unknown { .. } => {}
             }
         }
         out
@@ -195,7 +268,97 @@ impl WebhookChanges {
             && self.templates.is_empty()
             && self.numbers.is_empty()
             && self.inbound.is_empty()
+            && self.opt_outs.is_empty()
     }
+}
+
+/// An inbound text that is exactly an opt-out or opt-in keyword.
+fn keyword_opt_out(
+    m: &webhook::InboundMessage,
+    keywords: &KeywordMatcher,
+    now_ms: i64,
+) -> Option<OptOutChange> {
+    let text = m.text.as_deref()?;
+    let signal = keywords.classify(text)?;
+    let phone = E164::from_wa_id(&m.from)?.into_string();
+    let owner = match (&m.phone_number_id, &m.waba_id) {
+        (Some(phone_number_id), _) => OptOutOwner::Number {
+            phone_number_id: phone_number_id.clone(),
+            phone,
+        },
+        (None, Some(waba_id)) => OptOutOwner::Waba {
+            waba_id: waba_id.clone(),
+            phone,
+        },
+        (None, None) => return None,
+    };
+    let shown: String = text.trim().chars().take(40).collect();
+    Some(OptOutChange {
+        owner,
+        signal,
+        source: SuppressionSource::InboundKeyword,
+        reason: format!("the user wrote \"{shown}\""),
+        at_ms: seconds_to_ms(m.timestamp).unwrap_or(now_ms),
+    })
+}
+
+/// A `user_preferences` stop or resume of marketing messages.
+fn preference_opt_out(p: &webhook::UserPreferenceUpdate, now_ms: i64) -> Option<OptOutChange> {
+    if p.category.as_deref() != Some("marketing_messages") {
+        tracing::debug!(category = ?p.category, "A user preference for another category is ignored.");
+        return None;
+    }
+    let signal = match p.value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("stop") => Signal::Stop,
+        Some("resume") => Signal::Resume,
+        other => {
+            tracing::debug!(value = ?other, "A user preference with an unknown value is ignored.");
+            return None;
+        }
+    };
+    let phone = E164::from_wa_id(&p.wa_id)?.into_string();
+    let owner = match (&p.phone_number_id, &p.waba_id) {
+        (Some(phone_number_id), _) => OptOutOwner::Number {
+            phone_number_id: phone_number_id.clone(),
+            phone,
+        },
+        (None, Some(waba_id)) => OptOutOwner::Waba {
+            waba_id: waba_id.clone(),
+            phone,
+        },
+        (None, None) => return None,
+    };
+    let reason = match &p.detail {
+        Some(detail) => format!(
+            "WhatsApp: the user chose {} for marketing messages ({detail})",
+            signal_word(signal)
+        ),
+        None => format!(
+            "WhatsApp: the user chose {} for marketing messages",
+            signal_word(signal)
+        ),
+    };
+    Some(OptOutChange {
+        owner,
+        signal,
+        source: SuppressionSource::UserPreferences,
+        reason,
+        at_ms: seconds_to_ms(p.timestamp).unwrap_or(now_ms),
+    })
+}
+
+fn signal_word(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Stop => "stop",
+        Signal::Resume => "resume",
+    }
+}
+
+/// Our message id from `biz_opaque_callback_data` (`{bulk_send_id}/{message_id}`).
+fn our_message_id(s: &webhook::StatusUpdate) -> Option<i64> {
+    s.biz_opaque_callback_data
+        .as_deref()
+        .and_then(opaque_message_id)
 }
 
 fn seconds_to_ms(seconds: Option<i64>) -> Option<i64> {
@@ -223,10 +386,7 @@ fn opaque_message_id(data: &str) -> Option<i64> {
 /// (see [`opaque_message_id`]).
 fn status_update(s: &webhook::StatusUpdate, now_ms: i64) -> Option<StatusUpdate> {
     let status = s.status.to_webhook_status()?;
-    let message_id = s
-        .biz_opaque_callback_data
-        .as_deref()
-        .and_then(opaque_message_id);
+    let message_id = our_message_id(s);
     Some(StatusUpdate {
         message_id,
         wamid: s.wamid.clone(),
@@ -307,7 +467,81 @@ pub fn apply(
     if !changes.inbound.is_empty() {
         outcome.inbound = inbound::record_inbound(conn, &changes.inbound)?;
     }
+    if !changes.opt_outs.is_empty() {
+        apply_opt_outs(conn, &changes.opt_outs, now_ms, &mut outcome)?;
+    }
     Ok(outcome)
+}
+
+/// Resolves each opt-out to its tenant and user, then applies them per tenant, in order.
+fn apply_opt_outs(
+    conn: &mut DbConnection,
+    changes: &[OptOutChange],
+    now_ms: i64,
+    outcome: &mut IngestOutcome,
+) -> Result<(), StorageError> {
+    let mut by_tenant: Vec<(i64, Vec<SuppressionSignal>)> = Vec::new();
+    for change in changes {
+        let (tenant_id, phone) = match &change.owner {
+            OptOutOwner::Number {
+                phone_number_id,
+                phone,
+            } => (
+                suppressions::tenant_of_number(conn, phone_number_id)?,
+                Some(phone.clone()),
+            ),
+            OptOutOwner::Waba { waba_id, phone } => (
+                suppressions::tenant_of_waba(conn, waba_id)?,
+                Some(phone.clone()),
+            ),
+            OptOutOwner::Message { message_id, wamid } => {
+                match suppressions::message_owner(conn, *message_id, wamid)? {
+                    Some((tenant_id, recipient)) => (Some(tenant_id), Some(recipient)),
+                    None => (None, None),
+                }
+            }
+        };
+        let (Some(tenant_id), Some(phone)) = (tenant_id, phone) else {
+            tracing::info!(owner = ?change.owner, "An opt-out names no number, WABA or message of ours.");
+            outcome.unmatched += 1;
+            continue;
+        };
+        let signal = SuppressionSignal {
+            phone,
+            signal: change.signal,
+            scope: SuppressionScope::Marketing,
+            source: change.source,
+            reason: change.reason.clone(),
+            at_ms: change.at_ms,
+        };
+        match by_tenant.iter_mut().find(|(t, _)| *t == tenant_id) {
+            Some((_, list)) => list.push(signal),
+            None => by_tenant.push((tenant_id, vec![signal])),
+        }
+    }
+    for (tenant_id, signals) in by_tenant {
+        let applied = suppressions::apply_signals(conn, tenant_id, &signals, now_ms)?;
+        if applied.suppressed > 0 || applied.lifted > 0 || applied.stale > 0 {
+            tracing::info!(
+                tenant_id,
+                suppressed = applied.suppressed,
+                lifted = applied.lifted,
+                stale = applied.stale,
+                messages = applied.messages_suppressed,
+                "Opt-out signals were applied."
+            );
+        }
+        outcome.suppressed += applied.suppressed;
+        outcome.lifted += applied.lifted;
+        outcome.stale_opt_outs += applied.stale;
+        outcome.messages_suppressed += applied.messages_suppressed;
+        for send in applied.touched_sends {
+            if !outcome.statuses.touched_sends.contains(&send) {
+                outcome.statuses.touched_sends.push(send);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn apply_template_change(
@@ -405,6 +639,7 @@ impl IngestCounters {
         let statuses = &outcome.statuses;
         telemetry::webhook_updates(statuses.applied, statuses.duplicates, statuses.unknown);
         telemetry::webhook_changes_unmatched(outcome.unmatched);
+        telemetry::opt_out_signals(outcome.suppressed, outcome.lifted, outcome.stale_opt_outs);
         self.unknown_status_updates
             .fetch_add(outcome.statuses.unknown as u64, Ordering::Relaxed);
         self.unmatched_changes
@@ -443,7 +678,7 @@ mod tests {
 
     fn changes(body: Value) -> WebhookChanges {
         let n = webhook::parse(body.to_string().as_bytes()).unwrap();
-        WebhookChanges::from_notification(&n, 42_000)
+        WebhookChanges::from_notification(&n, &KeywordMatcher::default(), 42_000)
     }
 
     fn envelope(field: &str, value: Value) -> Value {
@@ -591,11 +826,11 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_and_preferences_change_nothing() {
+    fn unknown_fields_and_other_preferences_change_nothing() {
         assert!(changes(envelope("template_category_update", json!({"x": 1}))).is_empty());
         assert!(changes(envelope(
             "user_preferences",
-            json!({"user_preferences": [{"wa_id": "1", "category": "marketing_messages", "value": "stop"}]})
+            json!({"user_preferences": [{"wa_id": "1", "category": "utility_messages", "value": "stop"}]})
         ))
         .is_empty());
     }
@@ -608,5 +843,64 @@ mod tests {
         assert_eq!(opaque_message_id("send-1/17/4/5"), None);
         assert_eq!(opaque_message_id("garbage"), None);
         assert_eq!(opaque_message_id("a/b"), None);
+    }
+
+    #[test]
+    fn keywords_preferences_and_131050_become_opt_outs() {
+        let c = changes(envelope(
+            "messages",
+            json!({"metadata": {"phone_number_id": "P1"},
+                   "messages": [
+                     {"from": "5491112345678", "id": "wamid.IN1", "timestamp": "1750030000",
+                      "type": "text", "text": {"body": " Baja "}},
+                     {"from": "5491112345679", "id": "wamid.IN2", "timestamp": "1750030001",
+                      "type": "text", "text": {"body": "quiero la baja"}},
+                     {"from": "5491112345670", "id": "wamid.IN3", "timestamp": "1750030002",
+                      "type": "text", "text": {"body": "ALTA"}}],
+                   "statuses": [{"id": "wamid.F", "status": "failed", "timestamp": "1750030003",
+                     "biz_opaque_callback_data": "send-1/9",
+                     "errors": [{"code": 131050, "title": "User stopped marketing"}]}]}),
+        ));
+        assert_eq!(c.opt_outs.len(), 3, "{:?}", c.opt_outs);
+        let baja = c
+            .opt_outs
+            .iter()
+            .find(|o| o.source == SuppressionSource::InboundKeyword && o.signal == Signal::Stop)
+            .unwrap();
+        assert_eq!(
+            baja.owner,
+            OptOutOwner::Number {
+                phone_number_id: "P1".into(),
+                phone: "+5491112345678".into()
+            }
+        );
+        assert_eq!(baja.at_ms, 1_750_030_000_000);
+        assert!(c.opt_outs.iter().any(|o| o.signal == Signal::Resume));
+        let failed = c
+            .opt_outs
+            .iter()
+            .find(|o| o.source == SuppressionSource::Error131050)
+            .unwrap();
+        assert_eq!(
+            failed.owner,
+            OptOutOwner::Message {
+                message_id: Some(9),
+                wamid: "wamid.F".into()
+            }
+        );
+        let c = changes(envelope(
+            "user_preferences",
+            json!({"user_preferences": [{"wa_id": "5491112345678", "category": "marketing_messages",
+                   "value": "resume", "timestamp": 1750030100}]}),
+        ));
+        assert_eq!(c.opt_outs.len(), 1);
+        assert_eq!(c.opt_outs[0].signal, Signal::Resume);
+        assert_eq!(
+            c.opt_outs[0].owner,
+            OptOutOwner::Waba {
+                waba_id: "W1".into(),
+                phone: "+5491112345678".into()
+            }
+        );
     }
 }

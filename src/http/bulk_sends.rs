@@ -81,13 +81,13 @@ pub async fn status(
 }
 
 /// Validated paging.
-struct Paging {
-    page: i64,
-    size: i64,
+pub(crate) struct Paging {
+    pub(crate) page: i64,
+    pub(crate) size: i64,
 }
 
 impl Paging {
-    fn parse(page: Option<&str>, size: Option<&str>) -> Result<Paging, ApiError> {
+    pub(crate) fn parse(page: Option<&str>, size: Option<&str>) -> Result<Paging, ApiError> {
         let page = match page {
             None => 1,
             Some(p) => p
@@ -111,12 +111,18 @@ impl Paging {
         Ok(Paging { page, size })
     }
 
-    fn offset(&self) -> i64 {
+    pub(crate) fn offset(&self) -> i64 {
         (self.page - 1).saturating_mul(self.size)
     }
 
     /// The paging envelope with absolute `next`/`previous` URLs.
-    fn envelope<T>(&self, req: &HttpRequest, path: &str, count: i64, results: Vec<T>) -> Page<T> {
+    pub(crate) fn envelope<T>(
+        &self,
+        req: &HttpRequest,
+        path: &str,
+        count: i64,
+        results: Vec<T>,
+    ) -> Page<T> {
         let link = |page: i64| page_url(req, path, page);
         let next = (self.page.saturating_mul(self.size) < count).then(|| link(self.page + 1));
         let previous = (self.page > 1).then(|| link(self.page - 1));
@@ -131,7 +137,7 @@ impl Paging {
 
 /// A page of results.
 #[derive(Serialize, ToSchema)]
-struct Page<T> {
+pub(crate) struct Page<T> {
     /// Rows matching, on every page.
     count: i64,
     /// The next page's absolute URL.
@@ -174,6 +180,7 @@ enum MessageStatusFilter {
     Read,
     Failed,
     Cancelled,
+    Suppressed,
 }
 
 /// `value` as a variant of the filter enum `T`: exactly the names its schema lists.
@@ -301,7 +308,8 @@ struct MessageBody {
     id: i64,
     /// E.164.
     recipient_phone: String,
-    /// pending, sent, delivered, read, failed or cancelled.
+    /// pending, sent, delivered, read, failed, cancelled or suppressed (the recipient opted
+    /// out; `error_message` says how).
     status: &'static str,
     /// Meta's message id (wamid).
     #[schema(required)]
@@ -393,7 +401,7 @@ pub async fn messages(
                 .and_then(|_| sends::states_for_filter(s))
                 .ok_or_else(|| {
                     ApiError::validation(
-                        "status must be one of pending, sent, delivered, read, failed, cancelled",
+                        "status must be one of pending, sent, delivered, read, failed, cancelled, suppressed",
                     )
                 })?,
         ),
@@ -639,7 +647,7 @@ mod tests {
     #[test]
     fn the_messages_filter_takes_exactly_what_storage_can_filter() {
         let names = documented::<MessageStatusFilter>();
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), 7);
         for name in &names {
             assert!(
                 filter_value::<MessageStatusFilter>(name).is_some(),

@@ -18,6 +18,7 @@ pub mod operations;
 pub mod recipients;
 pub mod send_bulk;
 pub mod state;
+pub mod suppressions;
 pub mod webhooks;
 
 use actix_web::http::{header, StatusCode};
@@ -101,6 +102,17 @@ pub fn configure(body_limit: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                 .post(events::create_token)
                 .build(),
         )
+        .service(
+            endpoint("/api/v1/suppressions")
+                .get(suppressions::list)
+                .post(suppressions::add)
+                .build(),
+        )
+        .service(
+            endpoint("/api/v1/suppressions/{phone}")
+                .delete(suppressions::delete)
+                .build(),
+        )
         .service(endpoint("/").get(dashboard::page).build())
         .service(endpoint("/dashboard/{asset}").get(dashboard::asset).build())
         .service(
@@ -144,6 +156,15 @@ impl Endpoint {
         F::Output: actix_web::Responder + 'static,
     {
         self.route("POST", web::post().to(handler))
+    }
+
+    fn delete<F, Args>(self, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.route("DELETE", web::delete().to(handler))
     }
 
     fn route(mut self, method: &'static str, route: actix_web::Route) -> Self {

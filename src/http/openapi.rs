@@ -12,7 +12,8 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
 use super::{
-    bulk_sends, business_accounts, dashboard, events, health, operations, send_bulk, webhooks,
+    bulk_sends, business_accounts, dashboard, events, health, operations, send_bulk, suppressions,
+    webhooks,
 };
 
 /// The document.
@@ -34,6 +35,9 @@ with `/`; the same path without it works too. Every error answer has the body `E
         bulk_sends::pause,
         bulk_sends::resume,
         business_accounts::list,
+        suppressions::list,
+        suppressions::add,
+        suppressions::delete,
         events::send_events,
         events::tenant_events,
         events::create_token,
@@ -50,6 +54,7 @@ with `/`; the same path without it works too. Every error answer has the body `E
     tags(
         (name = "bulk sends", description = "Create, follow and control bulk sends."),
         (name = "business accounts", description = "The tenant's numbers, quotas and templates."),
+        (name = "suppressions", description = "The tenant's opt-outs: phones that sends skip (MARKETING templates, or every category when added with `suppress_all_categories`)."),
         (name = "live events", description = "Server-sent event streams of sends' status objects, and the token that lets a browser open them."),
         (name = "dashboard", description = "The live dashboard: an HTML page and its assets, compiled into the binary."),
         (name = "meta webhooks", description = "Meta's notifications (Meta → this daemon)."),

@@ -9,6 +9,7 @@ use super::limits::TenantLimits;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::secret_box::SecretKey;
+use crate::domain::suppression::KeywordMatcher;
 use crate::engine::Engine;
 use crate::live::LiveHub;
 use crate::storage::Db;
@@ -30,4 +31,6 @@ pub struct AppState {
     pub create_gate: CreateGate,
     /// The live event streams' hub and the key that signs dashboard tokens.
     pub live: LiveHub,
+    /// The opt-out and opt-in keywords of inbound texts (from the configuration).
+    pub keywords: Arc<KeywordMatcher>,
 }

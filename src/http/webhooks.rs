@@ -167,8 +167,14 @@ pub async fn receive(
         return Err(unsigned());
     }
     let now = state.clock.now_ms();
+    let keywords = state.keywords.clone();
     let changes = web::block(move || {
-        webhook::parse(&body).map(|n| (n.skipped, WebhookChanges::from_notification(&n, now)))
+        webhook::parse(&body).map(|n| {
+            (
+                n.skipped,
+                WebhookChanges::from_notification(&n, &keywords, now),
+            )
+        })
     })
     .await
     .map_err(|_| ApiError::internal())?

@@ -6,7 +6,8 @@
 //! - it enforces per-number throughput (130429), the pair rate (131056) and the portfolio's
 //!   messaging limit of unique recipients per moving 24 h (131048);
 //! - it answers accepted sends with Meta's body and a unique wamid, then sends signed status
-//!   webhooks (sent, delivered, read; failed 131026 for recipients not on WhatsApp) in batches,
+//!   webhooks (sent, delivered, read; failed 131026 for recipients not on WhatsApp, 131050 for
+//!   marketing to users who stopped it) in batches,
 //!   retried until the receiver answers 2xx;
 //! - it can inject faults: latency, 5xx, hung requests (accepted or not), duplicate and reordered
 //!   webhooks;
@@ -51,8 +52,8 @@ use anyhow::Context;
 
 use crate::clock::SharedClock;
 pub use state::{
-    ControlError, FaultStats, NumberStats, PhoneNumberChange, PortfolioStats, SimError, SimStats,
-    WebhookStats,
+    ControlError, FaultStats, InboundText, NumberStats, PhoneNumberChange, PortfolioStats,
+    SimError, SimStats, UserPreferenceChange, WebhookStats,
 };
 use state::{SenderCommand, Shared, TemplateStatusChange};
 pub use webhooks::signature;
@@ -174,6 +175,35 @@ impl Simulator {
         change: PhoneNumberChange,
     ) -> Result<(), ControlError> {
         self.shared.set_phone_number(id, &change)
+    }
+
+    /// A user writes `text` to our number `phone_number_id` (an inbound `messages` webhook).
+    pub fn send_inbound_text(
+        &self,
+        phone_number_id: &str,
+        from: &str,
+        text: &str,
+    ) -> Result<(), ControlError> {
+        self.shared.inbound_text(&InboundText {
+            phone_number_id: phone_number_id.to_owned(),
+            from: from.to_owned(),
+            text: text.to_owned(),
+        })
+    }
+
+    /// A user stops (`true`) or resumes marketing messages in WhatsApp: a `user_preferences`
+    /// webhook, and marketing sends to them fail with 131050 while stopped.
+    pub fn set_marketing_stopped(
+        &self,
+        phone_number_id: &str,
+        phone: &str,
+        stopped: bool,
+    ) -> Result<(), ControlError> {
+        self.shared.user_preference(&UserPreferenceChange {
+            phone_number_id: phone_number_id.to_owned(),
+            phone: phone.to_owned(),
+            value: if stopped { "stop" } else { "resume" }.to_owned(),
+        })
     }
 
     /// A snapshot of the counters, with the per-recipient map.

@@ -24,6 +24,10 @@
 //!   number as `GET /{version}/{id}` shows it with every field, plus the webhooks of
 //!   `Shared::set_phone_number`.
 //! - `POST /__sim/webhook-url` `{"url": "…" | null}`.
+//! - `POST /__sim/inbound` with an [`InboundText`](super::InboundText) → an inbound text
+//!   `messages` webhook (the user wrote to our number).
+//! - `POST /__sim/user-preferences` with a [`UserPreferenceChange`](super::UserPreferenceChange)
+//!   → a `user_preferences` webhook; while `stop`, marketing sends to the user fail with 131050.
 //!
 //! Control errors are `{"error": "<message>"}` with 400 or 404.
 
@@ -40,8 +44,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::state::{
-    authorize, bearer, Accepted, ControlError, Fault, PhoneNumberChange, Shared, SimError,
-    TemplateStatusChange,
+    authorize, bearer, Accepted, ControlError, Fault, InboundText, PhoneNumberChange, Shared,
+    SimError, TemplateStatusChange, UserPreferenceChange,
 };
 use super::world::{Node, World};
 
@@ -83,6 +87,11 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .route("/templates/status", web::post().to(control_template_status))
             .route("/phone-numbers/{id}", web::post().to(control_phone_number))
             .route("/webhook-url", web::post().to(control_webhook_url))
+            .route("/inbound", web::post().to(control_inbound))
+            .route(
+                "/user-preferences",
+                web::post().to(control_user_preferences),
+            )
             .default_service(web::to(control_not_found)),
     )
     .route("/{version}/{id}/messages", web::post().to(send_message))
@@ -716,6 +725,28 @@ async fn control_template_status(body: web::Bytes, shared: web::Data<Shared>) ->
             "language": request.language,
             "status": request.status.trim().to_ascii_uppercase(),
         })),
+        Err(error) => control_failure(error),
+    }
+}
+
+async fn control_inbound(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let inbound: InboundText = match parse_body(&body) {
+        Ok(inbound) => inbound,
+        Err(error) => return control_error(StatusCode::BAD_REQUEST, error),
+    };
+    match shared.inbound_text(&inbound) {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"sent": true})),
+        Err(error) => control_failure(error),
+    }
+}
+
+async fn control_user_preferences(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let change: UserPreferenceChange = match parse_body(&body) {
+        Ok(change) => change,
+        Err(error) => return control_error(StatusCode::BAD_REQUEST, error),
+    };
+    match shared.user_preference(&change) {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"sent": true})),
         Err(error) => control_failure(error),
     }
 }

@@ -5,6 +5,8 @@
 //! is `!Send`), fed by an unbounded channel from the HTTP workers. For each accepted message it
 //! plans, with its own seeded RNG:
 //! - undeliverable recipient: `failed` (131026) after `sent_delay_ms`, and nothing else;
+//! - marketing to a user who stopped it (`/__sim/user-preferences`): `failed` (131050) after
+//!   `sent_delay_ms`, and nothing else;
 //! - otherwise `sent` after `sent_delay_ms`; `delivered` (with probability `delivered_ratio`)
 //!   `delivered_delay_ms` later, carrying `pricing`; `read` (probability `read_ratio` of the
 //!   delivered ones) `read_delay_ms` after that.
@@ -115,6 +117,18 @@ fn undeliverable_error() -> StatusErrorJson {
         message: "Message undeliverable",
         error_data: ErrorData {
             details: "Message Undeliverable.",
+        },
+        href: "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
+    }
+}
+
+fn marketing_stopped_error() -> StatusErrorJson {
+    StatusErrorJson {
+        code: 131_050,
+        title: "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business",
+        message: "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business",
+        error_data: ErrorData {
+            details: "This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
         },
         href: "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
     }
@@ -268,9 +282,13 @@ impl Sender {
             errors: None,
         };
         let sent_at = b.sent_delay_ms;
-        if m.undeliverable {
+        if m.undeliverable || m.marketing_stopped {
+            let error = match m.undeliverable {
+                true => undeliverable_error(),
+                false => marketing_stopped_error(),
+            };
             let failed = StatusJson {
-                errors: Some([undeliverable_error()]),
+                errors: Some([error]),
                 ..status("failed", sent_at)
             };
             self.schedule(base, sent_at, m.number, failed, b);

@@ -16,6 +16,8 @@
 //! - `callbacks`: the outbox of client callback events (enqueued with the status change
 //!   they report, delivered by `engine::callbacks`).
 //! - `secrets`: the secrets stored encrypted: key checks, sealing plain rows, rotation.
+//! - `suppressions`: the suppression list (opt-outs): signals applied in order, the create
+//!   path's lookup, queued messages of opted-out recipients stopped.
 //! - `status_object`: the status object of a send, for HTTP answers and callback events.
 //!
 //! Diesel is blocking. Async code reaches the database through [`Db::run`] and
@@ -35,6 +37,7 @@ pub mod secrets;
 pub mod sends;
 pub mod status;
 pub mod status_object;
+pub mod suppressions;
 pub mod tenants;
 
 pub use conn::{

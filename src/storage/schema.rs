@@ -103,6 +103,7 @@ diesel::table! {
         created_at -> BigInt,
         started_at -> Nullable<BigInt>,
         completed_at -> Nullable<BigInt>,
+        suppressed_count -> Integer,
     }
 }
 
@@ -171,6 +172,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    suppressions (tenant_id, phone) {
+        tenant_id -> BigInt,
+        phone -> Text,
+        active -> Bool,
+        scope -> Text,
+        reason -> Text,
+        source -> Text,
+        signal_at -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(business_accounts -> tenants (tenant_id));
 diesel::joinable!(phone_numbers -> business_accounts (business_account_id));
@@ -196,4 +211,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     inbound_contacts,
     callback_events,
+    suppressions,
 );

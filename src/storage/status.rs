@@ -47,6 +47,7 @@ pub fn adjust_counters(
                 bulk_sends::read_count.eq(bulk_sends::read_count + delta.read),
                 bulk_sends::failed_count.eq(bulk_sends::failed_count + delta.failed),
                 bulk_sends::cancelled_count.eq(bulk_sends::cancelled_count + delta.cancelled),
+                bulk_sends::suppressed_count.eq(bulk_sends::suppressed_count + delta.suppressed),
             ))
             .execute(conn)?;
     }

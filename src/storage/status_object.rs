@@ -62,6 +62,8 @@ pub struct StatusBody {
     task_id: String,
     unique_recipients: u64,
     cancelled_count: u64,
+    /// Recipients never sent because they opted out (*ext*).
+    suppressed_count: u64,
     paused: bool,
     #[schema(required)]
     pause_reason: Option<String>,
@@ -108,6 +110,7 @@ pub fn status_body(detail: SendDetail, full: bool) -> StatusBody {
         task_id: send.task_id,
         unique_recipients: u64::try_from(send.unique_recipients).unwrap_or(0),
         cancelled_count: counters.cancelled_count(),
+        suppressed_count: counters.suppressed_count(),
         paused: send.paused,
         pause_reason: send.pause_reason,
         scheduled_at: send.scheduled_at.map(format_api_time),

@@ -229,3 +229,8 @@ pub fn authenticate(
 
 /// A hash no key has (SHA-256 output is never all zeros in practice).
 const DUMMY_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Whether a tenant with this id exists.
+pub fn tenant_exists(conn: &mut DbConnection, tenant_id: i64) -> Result<bool, StorageError> {
+    Ok(diesel::select(diesel::dsl::exists(tenants::table.find(tenant_id))).get_result(conn)?)
+}

@@ -30,5 +30,6 @@ mod security;
 mod send_bulk;
 mod simulator;
 mod storage;
+mod suppressions;
 mod systemd;
 mod webhooks;

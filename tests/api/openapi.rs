@@ -40,6 +40,8 @@ const PATHS: &[(&str, &[&str])] = &[
         &["post"],
     ),
     ("/api/v1/business-accounts/", &["get"]),
+    ("/api/v1/suppressions/", &["get", "post"]),
+    ("/api/v1/suppressions/{phone}/", &["delete"]),
     (
         "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/events/",
         &["get"],
@@ -442,6 +444,35 @@ async fn documented_shapes_match_real_answers() {
         .is_empty());
     assert_shape(&doc, "/api/v1/business-accounts/", "get", 200, &body);
 
+    // The suppression list: an add, a page of it, and a refused add.
+    let res = meta
+        .app
+        .post(
+            "/api/v1/suppressions/",
+            &meta.api_key,
+            &json!({"phones": ["+5491139990001", "+5491139990002"], "reason": "asked",
+                    "suppress_all_categories": true}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body = json(res).await;
+    assert_shape(&doc, "/api/v1/suppressions/", "post", 200, &body);
+    let (status, body) = get_json(&meta, "/api/v1/suppressions/?page_size=1").await;
+    assert_eq!(status, 200);
+    assert!(body["next"].is_string(), "{body}");
+    assert_shape(&doc, "/api/v1/suppressions/", "get", 200, &body);
+    let res = meta
+        .app
+        .post(
+            "/api/v1/suppressions/",
+            &meta.api_key,
+            &json!({"phones": ["+12"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let body = json(res).await;
+    assert_shape(&doc, "/api/v1/suppressions/", "post", 400, &body);
+
     // The dashboard token.
     let res = meta
         .app
@@ -762,7 +793,8 @@ async fn the_document_states_the_limits_the_code_enforces() {
             "delivered",
             "read",
             "failed",
-            "cancelled"
+            "cancelled",
+            "suppressed"
         ])
     );
 

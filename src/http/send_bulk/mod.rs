@@ -3,8 +3,10 @@
 //!
 //! Order of work: the `Idempotency-Key` is claimed first (a replay answers before anything
 //! else is looked at), then the body is parsed and every recipient validated off the async
-//! executor (phone parsing is CPU work), then the send is stored together with the key's
-//! answer. A refused request releases its key: nothing was created, the key may be reused.
+//! executor (phone parsing is CPU work), then the tenant's suppression list is looked up once
+//! for all of them (recipients it covers for the template's category are stored as
+//! `suppressed`, never sent, and left out of the quota and the ETA), then the send is stored
+//! together with the key's answer. A refused request releases its key: nothing was created, the key may be reused.
 //!
 //! `request` reads the body and checks the request's own fields; recipients are checked by
 //! `http::recipients` (over `domain::recipients`); `response` is the answer's body, with the
@@ -30,6 +32,7 @@ use crate::domain::template::TemplateSpec;
 use crate::storage::accounts::{self, Template};
 use crate::storage::idempotency::{self, Claim};
 use crate::storage::sends::{self, NewMessage, NewSend};
+use crate::storage::suppressions;
 use crate::storage::StorageError;
 use request::{
     check_callback_url, check_fields, count_recipients, discard_body, idempotency_key,
@@ -253,7 +256,25 @@ async fn create_send(
         ));
     }
 
-    let quota = quota_for(state, &account, &number, &validated.unique, now).await?;
+    // Recipients the tenant suppressed for this template's category: one lookup against the
+    // suppression list for all of them; they are stored as `suppressed` and never sent.
+    let category = template.category.clone();
+    let (validated, suppressed) = state
+        .db
+        .run(move |conn| {
+            let phones: Vec<&str> = validated.unique.iter().map(|r| r.phone.as_str()).collect();
+            let found = suppressions::suppressed_among(conn, tenant_id, &category, &phones)?;
+            Ok::<_, StorageError>((validated, found))
+        })
+        .await?;
+    let sendable: Vec<String> = validated
+        .unique
+        .iter()
+        .map(|r| r.phone.as_str())
+        .filter(|phone| !suppressed.contains_key(*phone))
+        .map(str::to_owned)
+        .collect();
+    let quota = quota_for(state, &account, &number, sendable, now).await?;
     let bulk_send_id = uuid::Uuid::new_v4().to_string();
     let task_id = uuid::Uuid::new_v4().to_string();
     let preview = request.dry_run.then(|| {
@@ -284,6 +305,7 @@ async fn create_send(
         whatsapp_phone_number: NumberSummary::of(&number),
         quota_info: quota.info,
         invalid_recipients: validated.invalid,
+        suppressed_recipients: suppressed.len(),
         scheduled_at: scheduled_at.map(format_api_time),
         preview,
     };
@@ -320,6 +342,9 @@ async fn create_send(
         .unique
         .into_iter()
         .map(|r| NewMessage {
+            suppressed: suppressed
+                .get(r.phone.as_str())
+                .map(suppressions::Listed::message_text),
             recipient: r.phone.into_string(),
             variables: r.variables,
             button_variables: r.button_variables,

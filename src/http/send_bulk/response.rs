@@ -7,7 +7,6 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::super::error::ApiError;
-use super::super::recipients::ValidRecipient;
 use super::super::state::AppState;
 use crate::domain::eta::{estimate_minutes, QuotaInfo, QuotaWindow, WINDOW_MS};
 use crate::domain::tier::Tier;
@@ -28,6 +27,9 @@ pub(super) struct CreateResponse {
     pub whatsapp_phone_number: NumberSummary,
     pub quota_info: QuotaInfo,
     pub invalid_recipients: usize,
+    /// Unique recipients suppressed for the template's category (they opted out): stored as
+    /// `suppressed` messages, never sent, not counted in `quota_needed` (*ext*).
+    pub suppressed_recipients: usize,
     #[schema(required)]
     pub scheduled_at: Option<String>,
     /// Dry runs only: the rendered Meta `template.components` of the first 5 unique recipients.
@@ -86,12 +88,11 @@ pub(super) async fn quota_for(
     state: &web::Data<AppState>,
     account: &BusinessAccount,
     number: &PhoneNumber,
-    unique: &[ValidRecipient],
+    recipients: Vec<String>,
     now: i64,
 ) -> Result<QuotaEstimate, ApiError> {
     let tier = number.tier();
     let portfolio = account.portfolio_id.clone();
-    let recipients: Vec<String> = unique.iter().map(|r| r.phone.as_str().to_owned()).collect();
     let since = now - WINDOW_MS;
     let count = recipients.len();
     let (in_window, expiries) = state

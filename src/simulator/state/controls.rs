@@ -43,6 +43,33 @@ pub(crate) struct TemplateStatusChange {
     pub status: String,
 }
 
+/// A text a user writes to one of our numbers (`POST /__sim/inbound`): sent to the webhook
+/// as an inbound `messages` notification. The simulator does not read it (Meta does not: a
+/// typed "STOP" is ordinary text).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundText {
+    /// The number written to (Meta's phone-number id).
+    pub phone_number_id: String,
+    /// The user, E.164.
+    pub from: String,
+    pub text: String,
+}
+
+/// A user's choice in WhatsApp to stop or resume a business's marketing messages
+/// (`POST /__sim/user-preferences`): a `user_preferences` webhook, and from then on marketing
+/// sends to the user fail with 131050 (until a resume).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPreferenceChange {
+    /// A number of the business (its WABA receives the webhook).
+    pub phone_number_id: String,
+    /// The user, E.164.
+    pub phone: String,
+    /// `stop` or `resume`.
+    pub value: String,
+}
+
 /// Meta's integer limit for webhooks (`250`, `2000`, …), `"UNLIMITED"` without one.
 fn limit_json(tier: Tier) -> serde_json::Value {
     match tier.limit() {
@@ -229,6 +256,81 @@ impl Shared {
         for (waba_id, field, value) in events {
             self.emit(waba_id, field, value);
         }
+        Ok(())
+    }
+
+    /// Sends an inbound text webhook, as if the user wrote it now.
+    pub fn inbound_text(&self, inbound: &InboundText) -> Result<(), ControlError> {
+        let user = recipient_key(&inbound.from)
+            .ok_or_else(|| ControlError::Invalid(format!("{:?} is not E.164", inbound.from)))?;
+        let (waba_id, value) = {
+            let world = self.world.read();
+            let n = *world
+                .number_index
+                .get(&inbound.phone_number_id)
+                .ok_or_else(|| {
+                    ControlError::NotFound(format!("no phone number {}", inbound.phone_number_id))
+                })?;
+            let number = &world.numbers[n];
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            let value = serde_json::json!({
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": number.display_digits,
+                             "phone_number_id": number.id},
+                "contacts": [{"profile": {"name": "Simulated user"}, "wa_id": user.to_string()}],
+                "messages": [{"from": user.to_string(),
+                              "id": format!("wamid.IN{:08X}{seq:016X}", self.run_id),
+                              "timestamp": self.clock.now_ms().div_euclid(1_000).to_string(),
+                              "type": "text", "text": {"body": inbound.text}}],
+            });
+            (world.wabas[number.waba].id.clone(), value)
+        };
+        self.emit(waba_id, "messages", value);
+        Ok(())
+    }
+
+    /// Records a user's marketing stop or resume and sends the `user_preferences` webhook.
+    pub fn user_preference(&self, change: &UserPreferenceChange) -> Result<(), ControlError> {
+        let user = recipient_key(&change.phone)
+            .ok_or_else(|| ControlError::Invalid(format!("{:?} is not E.164", change.phone)))?;
+        let stop = match change.value.trim().to_ascii_lowercase().as_str() {
+            "stop" => true,
+            "resume" => false,
+            other => {
+                return Err(ControlError::Invalid(format!(
+                    "{other:?} is not a preference (stop or resume)"
+                )))
+            }
+        };
+        let (waba_id, value) = {
+            let mut world = self.world.write();
+            let n = *world
+                .number_index
+                .get(&change.phone_number_id)
+                .ok_or_else(|| {
+                    ControlError::NotFound(format!("no phone number {}", change.phone_number_id))
+                })?;
+            if stop {
+                world.marketing_stopped.insert(user);
+            } else {
+                world.marketing_stopped.remove(&user);
+            }
+            let number = &world.numbers[n];
+            let (value_word, detail) = match stop {
+                true => ("stop", "User requested to stop marketing messages"),
+                false => ("resume", "User requested to resume marketing messages"),
+            };
+            let value = serde_json::json!({
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": number.display_digits,
+                             "phone_number_id": number.id},
+                "user_preferences": [{"wa_id": user.to_string(), "detail": detail,
+                                      "category": "marketing_messages", "value": value_word,
+                                      "timestamp": self.clock.now_ms().div_euclid(1_000)}],
+            });
+            (world.wabas[number.waba].id.clone(), value)
+        };
+        self.emit(waba_id, "user_preferences", value);
         Ok(())
     }
 

@@ -81,7 +81,7 @@ mod request;
 mod stats;
 
 pub(crate) use controls::TemplateStatusChange;
-pub use controls::{ControlError, PhoneNumberChange};
+pub use controls::{ControlError, InboundText, PhoneNumberChange, UserPreferenceChange};
 pub use error::SimError;
 pub(crate) use limits::*;
 pub(crate) use request::*;
@@ -112,6 +112,8 @@ pub(crate) struct AcceptedMessage {
     /// Clock ms at acceptance (webhook timestamps derive from it).
     pub accepted_ms: i64,
     pub undeliverable: bool,
+    /// Marketing to a user who stopped it: `failed` 131050.
+    pub marketing_stopped: bool,
     pub pricing_category: Arc<str>,
 }
 
@@ -278,6 +280,7 @@ impl Shared {
             opaque: send.opaque,
             accepted_ms: now_ms,
             undeliverable: send.undeliverable,
+            marketing_stopped: send.marketing_stopped,
             pricing_category: send.pricing_category,
         }));
         Ok(Accepted { wamid, to: send.to })

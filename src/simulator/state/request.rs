@@ -123,6 +123,9 @@ pub(crate) struct ValidSend {
     pub opaque: Option<String>,
     /// The recipient is not on WhatsApp: accepted, then `failed` 131026.
     pub undeliverable: bool,
+    /// A marketing template to a user who stopped marketing messages: accepted, then
+    /// `failed` 131050.
+    pub marketing_stopped: bool,
     /// The template's category in lower case (status webhooks' `pricing.category`).
     pub pricing_category: Arc<str>,
     /// The number's mps at validation time.
@@ -237,6 +240,8 @@ pub(crate) fn validate_send(
         to: to.to_owned(),
         opaque: request.biz_opaque_callback_data,
         undeliverable: world.undeliverable.contains(&recipient),
+        marketing_stopped: &*t.pricing_category == "marketing"
+            && world.marketing_stopped.contains(&recipient),
         pricing_category: t.pricing_category.clone(),
         mps: sender.mps(),
         tier_limit: world.portfolios[portfolio].tier.limit(),

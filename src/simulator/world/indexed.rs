@@ -91,6 +91,9 @@ pub(crate) struct World {
     pub template_index: HashMap<String, usize>,
     /// Recipients not on WhatsApp, as digits parsed to an integer.
     pub undeliverable: HashSet<u64>,
+    /// Recipients who stopped marketing messages in WhatsApp (`POST /__sim/user-preferences`):
+    /// marketing sends to them are accepted, then `failed` with 131050, as Meta does.
+    pub marketing_stopped: HashSet<u64>,
     /// Every access token, for "is this token known at all" (190 before 100).
     pub tokens: HashSet<String>,
 }
@@ -119,6 +122,7 @@ impl World {
             waba_index: HashMap::new(),
             template_index: HashMap::new(),
             undeliverable: HashSet::new(),
+            marketing_stopped: HashSet::new(),
             tokens: HashSet::new(),
         };
         let mut ids: HashSet<&str> = HashSet::new();
@@ -243,6 +247,14 @@ impl World {
                 ))
             })?;
             world.undeliverable.insert(key);
+        }
+        for number in &config.marketing_stopped {
+            let key = recipient_key(number).ok_or_else(|| {
+                SimConfigError::Invalid(format!(
+                    "marketing_stopped number {number:?} is not E.164 (+ and 7 to 15 digits)"
+                ))
+            })?;
+            world.marketing_stopped.insert(key);
         }
         // A portfolio without numbers has the new-portfolio limit.
         for (portfolio, tier) in world.portfolios.iter_mut().zip(portfolio_tiers) {

@@ -80,6 +80,11 @@ pub struct SimConfig {
     /// by webhook with 131026 and no `sent`.
     #[serde(default)]
     pub undeliverable: Vec<String>,
+    /// Recipients (E.164 with `+`) who stopped marketing messages before the simulator started
+    /// (no `user_preferences` webhook is sent for them): marketing sends to them are accepted,
+    /// then fail by webhook with 131050. `POST /__sim/user-preferences` changes the set at runtime.
+    #[serde(default)]
+    pub marketing_stopped: Vec<String>,
     /// Timings, ratios, limits and faults; changeable at runtime.
     #[serde(default)]
     pub behaviour: Behaviour,
@@ -365,6 +370,7 @@ impl Default for SimConfig {
             workers: default_workers(),
             seed: default_seed(),
             undeliverable: Vec::new(),
+            marketing_stopped: Vec::new(),
             behaviour: Behaviour::default(),
             wabas: Vec::new(),
         }

@@ -19,7 +19,8 @@ impl SimConfig {
     /// (POSITIONAL `{{1}}` `{{2}}` + a dynamic URL button, es + en, UTILITY), `promo_code` (POSITIONAL
     /// `{{1}}` + COPY_CODE and QUICK_REPLY buttons, es + en, MARKETING), `invoice_ready` (DOCUMENT
     /// header + `{{1}}`, es), `hello_world` (no parameters, en_US), `seasonal_sale` (PAUSED, es) and
-    /// `account_alert` (REJECTED, en). `+14155550100` and `+14155550199` are not on WhatsApp.
+    /// `account_alert` (REJECTED, en). `+14155550100` and `+14155550199` are not on WhatsApp;
+    /// `+14155550150` stopped marketing messages (marketing sends to it fail with 131050).
     /// Statuses come with small human-visible delays (sent 100 ms, delivered 400 ms, read 1.5 s).
     pub fn sandbox() -> SimConfig {
         let numbers = [
@@ -73,6 +74,8 @@ impl SimConfig {
             .collect();
         SimConfig {
             undeliverable: vec!["+14155550100".into(), "+14155550199".into()],
+            // Opted out of marketing in WhatsApp: marketing sends fail with 131050.
+            marketing_stopped: vec!["+14155550150".into()],
             behaviour: Behaviour {
                 sent_delay_ms: 100,
                 delivered_delay_ms: 400,

@@ -1,15 +1,16 @@
 //! Creating a send: the send row, and its messages in one binary COPY (PostgreSQL) or in
-//! multi-row INSERTs (SQLite).
+//! multi-row INSERTs (SQLite). Suppressed recipients are stored as `suppressed` messages
+//! and counted apart; a send with nothing left to send is `COMPLETED` at once.
 
 use diesel::prelude::*;
 
 use super::*;
-use crate::domain::message::{BulkStatus, MessageState};
+use crate::domain::message::{derive_status, Counters, MessageState};
 use crate::storage::schema::{bulk_sends, messages};
 use crate::storage::{DbConnection, StorageError};
 use crate::with_backend;
 
-/// Rows per multi-row INSERT when creating messages (7 values a row stays far below both
+/// Rows per multi-row INSERT when creating messages (8 values a row stays far below both
 /// backends' bind-parameter limits).
 pub(crate) const INSERT_CHUNK: usize = 100;
 
@@ -22,6 +23,15 @@ pub fn insert_send(
     due_at: i64,
 ) -> Result<(), StorageError> {
     let unique = i32::try_from(recipients.len()).unwrap_or(i32::MAX);
+    let suppressed = recipients.iter().filter(|m| m.suppressed.is_some()).count();
+    let counters = Counters {
+        pending: (recipients.len() - suppressed) as u64,
+        suppressed: suppressed as u64,
+        ..Counters::default()
+    };
+    let status = derive_status(&counters, false, false, false);
+    let completed_at = status.is_finished().then_some(send.created_at);
+    let n = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
     diesel::insert_into(bulk_sends::table)
         .values((
             bulk_sends::id.eq(&send.id),
@@ -30,11 +40,13 @@ pub fn insert_send(
             bulk_sends::phone_number_id.eq(send.phone_number_id),
             bulk_sends::template_id.eq(send.template_id),
             bulk_sends::task_id.eq(&send.task_id),
-            bulk_sends::status.eq(BulkStatus::Queued.as_str()),
+            bulk_sends::status.eq(status.as_str()),
             bulk_sends::total_submitted.eq(send.total_submitted),
             bulk_sends::unique_recipients.eq(unique),
             bulk_sends::invalid_recipients.eq(send.invalid_recipients),
-            bulk_sends::pending_count.eq(unique),
+            bulk_sends::pending_count.eq(n(counters.pending)),
+            bulk_sends::suppressed_count.eq(n(counters.suppressed)),
+            bulk_sends::completed_at.eq(completed_at),
             bulk_sends::estimated_time_minutes.eq(send.estimated_time_minutes),
             bulk_sends::callback_url.eq(&send.callback_url),
             bulk_sends::scheduled_at.eq(send.scheduled_at),
@@ -85,17 +97,23 @@ type NewMessageRow = (
     diesel::dsl::Eq<messages::button_variables, String>,
     diesel::dsl::Eq<messages::state, &'static str>,
     diesel::dsl::Eq<messages::next_attempt_at, i64>,
+    diesel::dsl::Eq<messages::error_message, Option<String>>,
 );
 
 /// One `messages` row of a new send, `seq` being its position in the request.
 fn message_row(send_id: &str, seq: usize, m: NewMessage, due_at: i64) -> NewMessageRow {
+    let state = match m.suppressed {
+        Some(_) => MessageState::Suppressed,
+        None => MessageState::Pending,
+    };
     (
         messages::bulk_send_id.eq(send_id.to_owned()),
         messages::seq.eq(i32::try_from(seq).unwrap_or(i32::MAX)),
         messages::recipient.eq(m.recipient),
         messages::variables.eq(m.variables),
         messages::button_variables.eq(m.button_variables),
-        messages::state.eq(MessageState::Pending.as_str()),
+        messages::state.eq(state.as_str()),
         messages::next_attempt_at.eq(due_at),
+        messages::error_message.eq(m.suppressed),
     )
 }

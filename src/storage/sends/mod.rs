@@ -64,6 +64,7 @@ pub struct BulkSendRow {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
+    pub suppressed_count: i32,
 }
 
 impl BulkSendRow {
@@ -86,6 +87,7 @@ impl BulkSendRow {
             read: n(self.read_count),
             failed: n(self.failed_count),
             cancelled: n(self.cancelled_count),
+            suppressed: n(self.suppressed_count),
         }
     }
 
@@ -201,6 +203,9 @@ pub struct NewMessage {
     pub variables: String,
     /// JSON object of the button variables.
     pub button_variables: String,
+    /// `Some(why)` when the recipient is suppressed: stored as `suppressed` with `why` as its
+    /// `error_message`, never sent.
+    pub suppressed: Option<String>,
 }
 
 pub use crate::domain::message::CounterDelta;

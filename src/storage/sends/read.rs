@@ -114,6 +114,7 @@ pub fn states_for_filter(api_status: &str) -> Option<&'static [&'static str]> {
         "read" => &["read"],
         "failed" => &["failed"],
         "cancelled" => &["cancelled"],
+        "suppressed" => &["suppressed"],
         _ => return None,
     })
 }

@@ -239,11 +239,18 @@ impl Batch {
         };
         if matches!(
             next,
-            MessageState::Pending | MessageState::Dispatching | MessageState::Cancelled
+            MessageState::Pending
+                | MessageState::Dispatching
+                | MessageState::Cancelled
+                | MessageState::Suppressed
         ) {
             return Applied::Duplicate;
         }
         let at = update.at_ms;
+        if now.state == MessageState::Suppressed {
+            // Meta's word that an earlier attempt went through: the suppression note goes.
+            now.error_message = None;
+        }
         if now.state == MessageState::Failed && next != MessageState::Failed {
             now.failed_at = None;
             now.error_code = None;
@@ -273,7 +280,10 @@ impl Batch {
                 now.error_code = code;
                 now.error_message = Some(message);
             }
-            MessageState::Pending | MessageState::Dispatching | MessageState::Cancelled => {}
+            MessageState::Pending
+            | MessageState::Dispatching
+            | MessageState::Cancelled
+            | MessageState::Suppressed => {}
         }
         now.state = next;
         row.moves += 1;
