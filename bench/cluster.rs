@@ -22,7 +22,7 @@ use mindo_bulk::storage::accounts::{set_number_override, NumberOverride};
 use mindo_bulk::storage::{cluster, tenants, Db};
 use serde_json::{json, Value};
 
-use super::{phones, send_body, unlimited_world, Args, Database};
+use super::{one_send_per_number, phones, send_body, unlimited_world, Args, Database};
 
 /// The key every node and the benchmark itself use to seal secrets.
 const SECRET_KEY: &str = "6d696e646f2d62656e63682d6b65792d6d696e646f2d62656e63682d6b657921";
@@ -313,18 +313,7 @@ async fn throughput(args: &Args, nodes: usize) -> anyhow::Result<(f64, f64)> {
     // Let the limiters read the override (they refresh every 2 s).
     actix_web::rt::time::sleep(Duration::from_millis(2_500)).await;
     let per = total / PORTFOLIOS as u64;
-    let bodies: Vec<Vec<u8>> = world
-        .wabas
-        .iter()
-        .enumerate()
-        .map(|(i, waba)| {
-            send_body(
-                &waba.phone_numbers[0].id,
-                &phones(i as u64 * per, per),
-                json!({}),
-            )
-        })
-        .collect();
+    let bodies = one_send_per_number(&world, per);
     let cpu0: f64 = fleet.nodes.iter().map(Node::cpu_seconds).sum();
     let mut started = None;
     let mut ids = Vec::new();

@@ -618,6 +618,22 @@ fn send_body(number: &str, recipients: &[String], extra: Value) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
+/// One send-bulk body per number of `world` (its first), `per` recipients each, none shared.
+fn one_send_per_number(world: &SimConfig, per: u64) -> Vec<Vec<u8>> {
+    world
+        .wabas
+        .iter()
+        .enumerate()
+        .map(|(i, waba)| {
+            send_body(
+                &waba.phone_numbers[0].id,
+                &phones(i as u64 * per, per),
+                json!({}),
+            )
+        })
+        .collect()
+}
+
 /// `n` distinct valid mobile numbers from `from`.
 fn phones(from: u64, n: u64) -> Vec<String> {
     (from..from + n)
@@ -791,18 +807,7 @@ async fn bench_engine(args: &Args) -> anyhow::Result<()> {
     // Let the limiters read the override (they refresh every 2 s).
     actix_web::rt::time::sleep(Duration::from_millis(2_500)).await;
     let per = total / NUMBERS as u64;
-    let bodies: Vec<Vec<u8>> = world
-        .wabas
-        .iter()
-        .enumerate()
-        .map(|(i, waba)| {
-            send_body(
-                &waba.phone_numbers[0].id,
-                &phones(i as u64 * per, per),
-                json!({}),
-            )
-        })
-        .collect();
+    let bodies = one_send_per_number(&world, per);
     let cpu0 = cpu_seconds();
     let submitted = Instant::now();
     // The clock starts at the first 202: from then on the engine is at work.

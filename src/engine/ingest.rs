@@ -356,9 +356,15 @@ fn signal_word(signal: Signal) -> &'static str {
 
 /// Our message id from `biz_opaque_callback_data` (`{bulk_send_id}/{message_id}`).
 fn our_message_id(s: &webhook::StatusUpdate) -> Option<i64> {
-    s.biz_opaque_callback_data
-        .as_deref()
-        .and_then(opaque_message_id)
+    our_ids(s).map(|(_, id)| id)
+}
+
+/// The send and message ids in `biz_opaque_callback_data`.
+fn our_ids(s: &webhook::StatusUpdate) -> Option<(String, i64)> {
+    let data = s.biz_opaque_callback_data.as_deref()?;
+    let id = opaque_message_id(data)?;
+    let send = data.split('/').next()?;
+    Some((send.to_owned(), id))
 }
 
 fn seconds_to_ms(seconds: Option<i64>) -> Option<i64> {
@@ -386,9 +392,10 @@ fn opaque_message_id(data: &str) -> Option<i64> {
 /// (see [`opaque_message_id`]).
 fn status_update(s: &webhook::StatusUpdate, now_ms: i64) -> Option<StatusUpdate> {
     let status = s.status.to_webhook_status()?;
-    let message_id = our_message_id(s);
+    let (send_id, message_id) = our_ids(s).unzip();
     Some(StatusUpdate {
         message_id,
+        send_id,
         wamid: s.wamid.clone(),
         status,
         at_ms: seconds_to_ms(s.timestamp).unwrap_or(now_ms),

@@ -10,7 +10,7 @@
 //!
 //! Safety does not rest on the keeper being on time. A message enters `dispatching` only
 //! through a claim whose transaction checks the lease and its epoch (`storage::cluster::
-//! lease_is_held`, `FOR SHARE`): a node whose lease was taken over claims nothing. And a node
+//! lease_is_held`, `FOR KEY SHARE`): a node whose lease was taken over claims nothing. And a node
 //! stops using a lease [`FENCE_MARGIN`] before it can expire by its own monotonic clock
 //! (self-fencing), which also runs while the process is stopped (SIGSTOP): a message claimed
 //! before a pause is not handed to Meta after the lease's time is up.
@@ -36,6 +36,12 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// A node stops using a lease this long before it can expire. Larger than a heartbeat's
 /// round trip; the time left after it bounds the Graph timeout of a claimed message.
 pub const FENCE_MARGIN: Duration = Duration::from_secs(2);
+/// How long a node leaves a portfolio it handed over to the others before it may take it
+/// back (a few of their heartbeats).
+const COOLDOWN: Duration = Duration::from_secs(3);
+/// How long a heartbeat waits for a row lock (a claim committing) before it gives up until
+/// the next one: a heartbeat must never wait long.
+const HEARTBEAT_LOCK_TIMEOUT_MS: u32 = 1_500;
 /// Change-feed events kept for nodes that read late.
 const EVENTS_KEPT: Duration = Duration::from_secs(600);
 
@@ -200,6 +206,11 @@ pub struct LeaseKeeper {
     stop: Arc<AtomicBool>,
     halt: Arc<AtomicBool>,
     nudged: mpsc::Receiver<()>,
+    /// The keeper's own connection (never waiting for the pool), opened again after an error.
+    conn: Option<crate::storage::DbConnection>,
+    /// Portfolios this node handed over, and when: not taken back for [`COOLDOWN`], so that
+    /// another node can take them.
+    handed_over: HashMap<String, Instant>,
 }
 
 /// Stops the keeper thread; on a clean stop it first hands every lease over.
@@ -262,6 +273,8 @@ impl LeaseKeeper {
             stop: stop.clone(),
             halt: halt.clone(),
             nudged,
+            conn: None,
+            handed_over: HashMap::new(),
         };
         std::thread::Builder::new()
             .name("lease-keeper".into())
@@ -276,6 +289,23 @@ impl LeaseKeeper {
         })
     }
 
+    /// Runs `f` on the keeper's own connection, opening it when needed; an error drops it
+    /// (the next call opens a fresh one).
+    fn with_conn<T>(
+        &mut self,
+        f: impl FnOnce(&mut crate::storage::DbConnection) -> Result<T, crate::storage::StorageError>,
+    ) -> Result<T, crate::storage::StorageError> {
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.db.dedicated_connection()?,
+        };
+        let result = f(&mut conn);
+        if result.is_ok() {
+            self.conn = Some(conn);
+        }
+        result
+    }
+
     fn running(&self) -> bool {
         !self.stop.load(Ordering::Acquire) && !self.halt.load(Ordering::Acquire)
     }
@@ -284,11 +314,8 @@ impl LeaseKeeper {
         // A new process holds nothing: leases left under this node's name by an earlier
         // process (a restart under a fixed `MINDO_NODE_NAME`) are given up, to be acquired
         // again under a new epoch that fences whatever that process may still claim.
-        if let Err(err) = self
-            .db
-            .get()
-            .and_then(|mut c| cluster::release(&mut c, &self.node, None))
-        {
+        let node = self.node.clone();
+        if let Err(err) = self.with_conn(|c| cluster::release(c, &node, None).map(drop)) {
             tracing::warn!(node = %self.node, error = %err, "Releasing an earlier process's leases failed; they expire by themselves.");
         }
         let mut beats: u64 = 0;
@@ -302,11 +329,7 @@ impl LeaseKeeper {
             beats += 1;
             if beats.is_multiple_of(60) {
                 let keep = i64::try_from(EVENTS_KEPT.as_millis()).unwrap_or(i64::MAX);
-                if let Err(err) = self
-                    .db
-                    .get()
-                    .and_then(|mut c| cluster::prune_events(&mut c, keep))
-                {
+                if let Err(err) = self.with_conn(|c| cluster::prune_events(c, keep)) {
                     tracing::debug!(error = %err, "Pruning the cluster's change feed failed.");
                 }
             }
@@ -334,13 +357,20 @@ impl LeaseKeeper {
             .iter()
             .flat_map(|(p, _, _)| p.iter().cloned())
             .collect();
-        let (node, version, bind) = (&self.node, &self.version, &self.bind);
-        let beat = {
-            let mut conn = self.db.get()?;
-            crate::storage::write_transaction(&mut conn, |c| {
-                cluster::heartbeat(c, node, version, bind, ttl_ms)
-            })?
-        };
+        self.handed_over.retain(|_, at| at.elapsed() < COOLDOWN);
+        let (node, version, bind) = (self.node.clone(), self.version.clone(), self.bind.clone());
+        let cooling: Vec<String> = self.handed_over.keys().cloned().collect();
+        let beat = self.with_conn(|conn| {
+            crate::storage::write_transaction(conn, |c| {
+                use diesel::connection::SimpleConnection;
+                if let crate::storage::DbConnection::Postgres(pg) = c {
+                    pg.batch_execute(&format!(
+                        "SET LOCAL lock_timeout = {HEARTBEAT_LOCK_TIMEOUT_MS}"
+                    ))?;
+                }
+                cluster::heartbeat(c, &node, &version, &bind, ttl_ms, &cooling)
+            })
+        })?;
         // The lease may be used until its expiry as the database set it, less the margin;
         // measured from before the statement was sent, so never later than the database's.
         let usable_until = started + LEASE_TTL.saturating_sub(FENCE_MARGIN);
@@ -410,8 +440,12 @@ impl LeaseKeeper {
             }
         });
         if !ready.is_empty() {
-            let mut conn = self.db.get()?;
-            cluster::release(&mut conn, &self.node, Some(&ready))?;
+            let node = self.node.clone();
+            let released = ready.clone();
+            self.with_conn(|c| cluster::release(c, &node, Some(&released)))?;
+            let now = Instant::now();
+            self.handed_over
+                .extend(ready.into_iter().map(|portfolio| (portfolio, now)));
         }
         Ok(())
     }
@@ -451,9 +485,10 @@ impl LeaseKeeper {
     /// A clean stop: release every lease and leave, so others take over at once.
     fn hand_everything_over(&mut self) {
         self.publish(HashMap::new());
-        let result = self.db.get().and_then(|mut c| {
-            cluster::release(&mut c, &self.node, None)?;
-            cluster::leave(&mut c, &self.node)
+        let node = self.node.clone();
+        let result = self.with_conn(|c| {
+            cluster::release(c, &node, None)?;
+            cluster::leave(c, &node)
         });
         match result {
             Ok(()) => {

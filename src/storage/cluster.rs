@@ -53,13 +53,14 @@ fn pg(conn: &mut DbConnection) -> Option<&mut diesel::PgConnection> {
 /// sure every portfolio has a lease row, renews the leases the node still holds (an expired
 /// one is not renewed: someone else may have taken it; it can only be acquired again, under
 /// a new epoch), and acquires free or expired leases up to the node's fair share of the live
-/// nodes.
+/// nodes, leaving alone the `cooling` ones (this node just handed them over).
 pub fn heartbeat(
     conn: &mut DbConnection,
     node: &str,
     version: &str,
     bind: &str,
     ttl_ms: i64,
+    cooling: &[String],
 ) -> Result<Heartbeat, StorageError> {
     let Some(c) = pg(conn) else {
         return Ok(Heartbeat::default());
@@ -97,11 +98,11 @@ pub fn heartbeat(
     let share = fair_share(total.n, live.n);
     let mut acquired = Vec::new();
     if held.len() < share {
-        // Rows a claim is reading (`FOR SHARE`) are skipped: their owner is still at work.
+        // Rows a claim is reading (`FOR KEY SHARE`) are skipped: their owner is still at work.
         acquired = diesel::sql_query(
             "WITH free AS ( \
                  SELECT portfolio_id, owner FROM portfolio_leases \
-                 WHERE owner IS NULL OR expires_at <= now() \
+                 WHERE (owner IS NULL OR expires_at <= now()) AND portfolio_id <> ALL($4) \
                  ORDER BY expires_at, portfolio_id LIMIT $3 \
                  FOR UPDATE SKIP LOCKED) \
              UPDATE portfolio_leases AS l SET owner = $1, epoch = l.epoch + 1, \
@@ -112,6 +113,7 @@ pub fn heartbeat(
         .bind::<Text, _>(node)
         .bind::<BigInt, _>(ttl_ms)
         .bind::<BigInt, _>(i64::try_from(share - held.len()).unwrap_or(i64::MAX))
+        .bind::<Array<Text>, _>(cooling)
         .load(c)?;
         held.extend(acquired.iter().cloned());
     }
@@ -185,9 +187,11 @@ pub fn leave(conn: &mut DbConnection, node: &str) -> Result<(), StorageError> {
 }
 
 /// The fence of a claim, in the claim's transaction: whether `node` still holds the lease of
-/// `portfolio` under `epoch`, unexpired by the database's clock. The row is locked `FOR
-/// SHARE` until the claim commits, so no other node can take the lease over in between: a
-/// claim that commits did so under a valid lease.
+/// `portfolio` under `epoch`, unexpired by the database's clock. The row is locked `FOR KEY
+/// SHARE` until the claim commits: a takeover takes its rows `FOR UPDATE SKIP LOCKED`, so no
+/// other node can take the lease over in between (a claim that commits did so under a valid
+/// lease), while the owner's own renewal, a plain `UPDATE` of other columns, never waits for
+/// its claims.
 pub fn lease_is_held(
     conn: &mut DbConnection,
     portfolio: &str,
@@ -198,7 +202,7 @@ pub fn lease_is_held(
     let found: Vec<Count> = diesel::sql_query(
         "SELECT epoch AS n FROM portfolio_leases \
          WHERE portfolio_id = $1 AND owner = $2 AND epoch = $3 AND expires_at > now() \
-         FOR SHARE",
+         FOR KEY SHARE",
     )
     .bind::<Text, _>(portfolio)
     .bind::<Text, _>(node)

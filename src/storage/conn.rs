@@ -104,7 +104,8 @@ impl DbConnectionManager {
         DbConnectionManager { url }
     }
 
-    fn open(&self) -> Result<DbConnection, diesel::r2d2::Error> {
+    /// A connection of its own, outside any pool, set up as the pool's are.
+    pub fn open(&self) -> Result<DbConnection, diesel::r2d2::Error> {
         match &self.url {
             DatabaseUrl::Postgres(url) => {
                 let mut conn = diesel::PgConnection::establish(url)

@@ -134,6 +134,14 @@ impl Db {
         Ok(Db { pool, url })
     }
 
+    /// A connection of its own, outside the pool, for a task that must never wait for one
+    /// (the lease keeper).
+    pub fn dedicated_connection(&self) -> Result<DbConnection, StorageError> {
+        conn::DbConnectionManager::new(self.url.clone())
+            .open()
+            .map_err(|e| StorageError::CommitFailed(format!("cannot connect: {e}")))
+    }
+
     /// Whether the backend is SQLite.
     pub fn is_sqlite(&self) -> bool {
         self.url.is_sqlite()

@@ -156,6 +156,7 @@ async fn a_batch_of_webhook_statuses_is_applied_in_order_and_written_once() {
 
     let update = |i: usize, status, at_ms, by_id: bool| StatusUpdate {
         message_id: by_id.then_some(ids[i]),
+        send_id: by_id.then(|| id.clone()),
         wamid: format!("wamid.T{i}"),
         status,
         at_ms,

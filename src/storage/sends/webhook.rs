@@ -14,6 +14,11 @@ use crate::storage::{status, DbConnection, StorageError};
 pub struct StatusUpdate {
     /// Our message id from `biz_opaque_callback_data`, when present.
     pub message_id: Option<i64>,
+    /// The send that `biz_opaque_callback_data` names with it: a message is found by its id
+    /// only if it belongs to that send (ids are per database, and a status for a message of
+    /// another database, such as another installation on the same Meta app, must not land on
+    /// one of ours).
+    pub send_id: Option<String>,
     pub wamid: String,
     pub status: WebhookStatus,
     /// When Meta says it happened (unix ms).
@@ -212,9 +217,13 @@ impl Batch {
     /// else the one with the update's wamid.
     fn find(&self, update: &StatusUpdate) -> Option<i64> {
         let by_id = update.message_id.filter(|id| {
-            self.rows
-                .get(id)
-                .is_some_and(|row| row.now.wamid.as_deref().is_none_or(|w| w == update.wamid))
+            self.rows.get(id).is_some_and(|row| {
+                update
+                    .send_id
+                    .as_deref()
+                    .is_none_or(|send| send == row.bulk_send_id)
+                    && row.now.wamid.as_deref().is_none_or(|w| w == update.wamid)
+            })
         });
         by_id.or_else(|| self.by_wamid.get(&update.wamid).copied())
     }
