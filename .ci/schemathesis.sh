@@ -58,6 +58,14 @@ SCHEMATHESIS_SCHEDULED_AT=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
 config="$PWD/.ci/schemathesis-stateful.toml"
 cd "$target"
 echo "== schemathesis: every operation against $base/openapi.json"
-schemathesis-venv/bin/schemathesis run "$base/openapi.json" --phases examples,coverage,fuzzing "${options[@]}"
+schemathesis-venv/bin/schemathesis run "$base/openapi.json" --phases examples,coverage,fuzzing \
+  "${options[@]}" --exclude-path-regex '^/api/v1/suppressions/'
+# The suppression endpoints take phone numbers, whose validity (a numbering plan) no schema can
+# state: a schema-valid string that is no phone is rightly refused with 400. Every other check
+# still runs on them.
+echo "== schemathesis: the suppression endpoints, every check but positive_data_acceptance"
+schemathesis-venv/bin/schemathesis run "$base/openapi.json" --phases examples,coverage,fuzzing \
+  "${options[@]}" --include-path-regex '^/api/v1/suppressions/' \
+  --exclude-checks positive_data_acceptance
 echo "== schemathesis: stateful, from created sends through the document's links"
 schemathesis-venv/bin/schemathesis --config-file "$config" run "$base/openapi.json" --phases stateful "${options[@]}"
