@@ -22,7 +22,7 @@ use mindo_bulk::storage::accounts::{set_number_override, NumberOverride};
 use mindo_bulk::storage::{cluster, tenants, Db};
 use serde_json::{json, Value};
 
-use super::{one_send_per_number, phones, send_body, unlimited_world, Args, Database};
+use super::{one_send_per_number, phones, post_send, send_body, unlimited_world, Args, Database};
 
 /// The key every node and the benchmark itself use to seal secrets.
 const SECRET_KEY: &str = "6d696e646f2d62656e63682d6b65792d6d696e646f2d62656e63682d6b657921";
@@ -242,23 +242,7 @@ impl Fleet {
     }
 
     async fn create(&self, node: usize, body: Vec<u8>) -> anyhow::Result<String> {
-        let mut res = self
-            .http
-            .post(format!(
-                "{}/api/v1/meta-templates/send-bulk/",
-                self.nodes[node].base
-            ))
-            .insert_header(("X-API-Key", self.key.as_str()))
-            .content_type("application/json")
-            .send_body(body)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let status = res.status().as_u16();
-        let body = res.json::<Value>().await.unwrap_or(Value::Null);
-        if status != 202 {
-            bail!("send-bulk answered {status}: {body}");
-        }
-        Ok(body["bulk_send_id"].as_str().unwrap_or_default().to_owned())
+        post_send(&self.http, &self.nodes[node].base, &self.key, body).await
     }
 
     async fn status(&self, node: usize, id: &str) -> anyhow::Result<Value> {

@@ -393,20 +393,7 @@ impl Env {
 
     /// Submits a send whose body is already serialised and returns its id.
     async fn send_bytes(&self, body: Vec<u8>) -> anyhow::Result<String> {
-        let mut res = self
-            .http
-            .post(format!("{}/api/v1/meta-templates/send-bulk/", self.base))
-            .insert_header(("X-API-Key", self.key.as_str()))
-            .content_type("application/json")
-            .send_body(body)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let status = res.status().as_u16();
-        let res = res.json::<Value>().await.unwrap_or(Value::Null);
-        if status != 202 {
-            bail!("send-bulk answered {status}: {res}");
-        }
-        Ok(res["bulk_send_id"].as_str().unwrap_or_default().to_owned())
+        post_send(&self.http, &self.base, &self.key, body).await
     }
 
     /// Adds phones (at most 10 000) to the tenant's suppression list.
@@ -616,6 +603,28 @@ fn send_body(number: &str, recipients: &[String], extra: Value) -> Vec<u8> {
         b.extend(e.clone());
     }
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// Posts a serialised send-bulk body to the daemon at `base`; returns the send's id.
+async fn post_send(
+    http: &awc::Client,
+    base: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<String> {
+    let mut res = http
+        .post(format!("{base}/api/v1/meta-templates/send-bulk/"))
+        .insert_header(("X-API-Key", key))
+        .content_type("application/json")
+        .send_body(body)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = res.status().as_u16();
+    let res = res.json::<Value>().await.unwrap_or(Value::Null);
+    if status != 202 {
+        bail!("send-bulk answered {status}: {res}");
+    }
+    Ok(res["bulk_send_id"].as_str().unwrap_or_default().to_owned())
 }
 
 /// One send-bulk body per number of `world` (its first), `per` recipients each, none shared.
