@@ -318,7 +318,7 @@ impl Handler<StartSend> for JobSupervisor {
                     // owner, and the keeper looks for free leases now rather than in a second.
                     act.ctx.leases.nudge();
                     let write = act.ctx.writer.write(move |conn| {
-                        cluster::append_events(conn, &[ClusterEvent::Send(send_id)])
+                        cluster::append_events(conn, &[ClusterEvent::Send(send_id.clone())])
                     });
                     ctx.spawn(write.into_actor(act).map(|result, _, _| {
                         if let Err(err) = result {

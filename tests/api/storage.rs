@@ -219,3 +219,85 @@ async fn a_batch_of_webhook_statuses_is_applied_in_order_and_written_once() {
         "the counters count each message in its state once"
     );
 }
+
+/// Two writers (two daemons' on one PostgreSQL) whose groups take the same two rows in
+/// opposite orders deadlock; the database undoes one statement of one of them. The loser's
+/// group is rolled back whole, so the winner goes on at once, and its jobs are made again
+/// one transaction each: every write succeeds and none is lost or made twice.
+#[actix_web::test]
+async fn writers_that_deadlock_each_other_both_finish_every_job() {
+    use mindo_bulk::engine::writer::StoreWriter;
+    use mindo_bulk::storage::Db;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    let database = crate::helpers::TestDatabase::create();
+    if !database.is_postgres() {
+        // One SQLite file has one writer: nothing to deadlock with.
+        return;
+    }
+    let db = Db::connect(database.url(), 2).unwrap();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut *db.get().unwrap(),
+        "CREATE TABLE probe (id INT PRIMARY KEY, v INT NOT NULL);
+             INSERT INTO probe VALUES (1, 0), (2, 0);",
+    )
+    .unwrap();
+    let bump = |row: i32| {
+        move |conn: &mut mindo_bulk::storage::DbConnection| {
+            diesel::sql_query(format!("UPDATE probe SET v = v + 1 WHERE id = {row}"))
+                .execute(conn)
+                .map(|_| ())
+                .map_err(StorageError::from)
+        }
+    };
+    // Each writer's first job waits until every job is queued, so the rows are taken in one
+    // group; the first rows are locked before either writer takes its second. (The waits are
+    // made on a job's first run only: a job may run again.)
+    let queued = Arc::new(Barrier::new(3));
+    let both_locked = Arc::new(Barrier::new(2));
+    let mut answers = Vec::new();
+    for (first, second) in [(1, 2), (2, 1)] {
+        let writer = StoreWriter::start(db.clone());
+        let (gate, once) = (queued.clone(), Arc::new(AtomicBool::new(true)));
+        let hold = writer.write(move |_| {
+            if once.swap(false, Ordering::SeqCst) {
+                gate.wait();
+            }
+            Ok(())
+        });
+        let (locked, once) = (both_locked.clone(), Arc::new(AtomicBool::new(true)));
+        let take_first = bump(first);
+        let one = writer.write(move |conn| {
+            take_first(conn)?;
+            if once.swap(false, Ordering::SeqCst) {
+                locked.wait();
+            }
+            Ok(())
+        });
+        let two = writer.write(bump(second));
+        answers.push((hold, one, two));
+    }
+    queued.wait();
+    for (hold, one, two) in answers {
+        hold.await.unwrap();
+        one.await.unwrap();
+        two.await.unwrap();
+    }
+    let rows: Vec<(i32, i32)> = {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            id: i32,
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            v: i32,
+        }
+        diesel::sql_query("SELECT id, v FROM probe ORDER BY id")
+            .load::<Row>(&mut db.get().unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.v))
+            .collect()
+    };
+    assert_eq!(rows, vec![(1, 2), (2, 2)]);
+}

@@ -413,13 +413,14 @@ impl BulkSendActor {
         self.flushing = true;
         let id = self.id.clone();
         let now = self.now();
-        // Kept to write again if another daemon's transaction deadlocks with this one.
-        let again = batch.clone();
+        // Kept to follow once written, or to write again if another daemon's transaction
+        // deadlocks with this one.
+        let written = batch.clone();
         let fut = self
             .ctx
             .writer
-            .write(move |conn| sends::record_outcomes(conn, &id, &batch, now).map(|s| (s, batch)));
-        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+            .write(move |conn| sends::record_outcomes(conn, &id, &batch, now));
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             act.flushing = false;
             match result {
                 Err(err) if err.is_conflict() => {
@@ -427,11 +428,11 @@ impl BulkSendActor {
                     // database chose this write as a deadlock's victim and undid it. The
                     // answers are still known here: write them again shortly.
                     tracing::debug!(bulk_send_id = %act.id, error = %err, "Recording outcomes met a conflict; writing them again.");
-                    act.outcomes.splice(0..0, again);
+                    act.outcomes.splice(0..0, written);
                     ctx.run_later(CONFLICT_RETRY, |act, ctx| act.flush(ctx));
                 }
-                Ok((_, batch)) => {
-                    for (_, outcome) in &batch {
+                Ok(_) => {
+                    for (_, outcome) in &written {
                         match outcome {
                             // Messages put back to pending may sort before the scan's
                             // position: scan again from the start. Messages already offered
