@@ -196,6 +196,10 @@ pub struct LeaseKeeper {
     db: Db,
     leases: Leases,
     node: String,
+    /// Drawn at start: the name is this process's only while the row names this instance.
+    instance: String,
+    /// Whether this process holds its name in `cluster_nodes` (it has joined).
+    name_held: bool,
     version: String,
     bind: String,
     supervisor: Addr<JobSupervisor>,
@@ -265,6 +269,8 @@ impl LeaseKeeper {
             db,
             leases,
             node,
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            name_held: false,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             bind,
             supervisor,
@@ -311,20 +317,26 @@ impl LeaseKeeper {
     }
 
     fn run(mut self) {
-        // A new process holds nothing: leases left under this node's name by an earlier
-        // process (a restart under a fixed `MINDO_NODE_NAME`) are given up, to be acquired
-        // again under a new epoch that fences whatever that process may still claim.
-        let node = self.node.clone();
-        if let Err(err) = self.with_conn(|c| cluster::release(c, &node, None).map(drop)) {
-            tracing::warn!(node = %self.node, error = %err, "Releasing an earlier process's leases failed; they expire by themselves.");
-        }
         let mut beats: u64 = 0;
         while self.running() {
             let started = Instant::now();
-            if let Err(err) = self.beat(started) {
-                // Leases are not renewed: they lapse by themselves (self-fencing).
-                tracing::warn!(node = %self.node, error = %err, "A cluster heartbeat failed.");
-                self.expire_lapsed(started);
+            if !self.name_held {
+                self.join(beats);
+            }
+            if !self.name_held {
+                // Another live process goes by this name: nothing is run here meanwhile.
+            } else if let Err(err) = self.beat(started) {
+                if let crate::storage::StorageError::NameTaken(_) = err {
+                    // This process was silent past its lease (stopped, cut off) and another
+                    // took its name: whatever it held is another's now.
+                    tracing::error!(node = %self.node, error = %err, "This node lost its name to another process; it runs nothing until the name is free.");
+                    self.name_held = false;
+                    self.publish(HashMap::new());
+                } else {
+                    // Leases are not renewed: they lapse by themselves (self-fencing).
+                    tracing::warn!(node = %self.node, error = %err, "A cluster heartbeat failed.");
+                    self.expire_lapsed(started);
+                }
             }
             beats += 1;
             if beats.is_multiple_of(60) {
@@ -343,8 +355,45 @@ impl LeaseKeeper {
                 }
             }
         }
-        if !self.halt.load(Ordering::Acquire) {
+        if !self.halt.load(Ordering::Acquire) && self.name_held {
             self.hand_everything_over();
+        }
+    }
+
+    /// Takes this node's name in the cluster unless a live process holds it. Then leases left
+    /// under the name by an earlier process (a restart under a fixed `MINDO_NODE_NAME`) are
+    /// given up, to be acquired again under a new epoch that fences whatever that process may
+    /// still claim.
+    fn join(&mut self, beats: u64) {
+        let ttl_ms = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);
+        let (node, instance, version, bind) = (
+            self.node.clone(),
+            self.instance.clone(),
+            self.version.clone(),
+            self.bind.clone(),
+        );
+        let member = cluster::Member {
+            name: &node,
+            instance: &instance,
+            version: &version,
+            bind: &bind,
+        };
+        match self.with_conn(|c| cluster::join(c, &member, ttl_ms)) {
+            Ok(true) => {
+                self.name_held = true;
+                if let Err(err) = self.with_conn(|c| cluster::release(c, &node, None).map(drop)) {
+                    tracing::warn!(node = %self.node, error = %err, "Releasing an earlier process's leases failed; they expire by themselves.");
+                }
+            }
+            Ok(false) => {
+                // Said at once, then every half minute while it lasts.
+                if beats.is_multiple_of(30) {
+                    tracing::error!(node = %self.node, "Another live daemon is named like this one; this node runs nothing until the name is free. Give each daemon its own MINDO_NODE_NAME.");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(node = %self.node, error = %err, "Joining the cluster failed; retrying.")
+            }
         }
     }
 
@@ -358,7 +407,8 @@ impl LeaseKeeper {
             .flat_map(|(p, _, _)| p.iter().cloned())
             .collect();
         self.handed_over.retain(|_, at| at.elapsed() < COOLDOWN);
-        let (node, version, bind) = (self.node.clone(), self.version.clone(), self.bind.clone());
+        let (node, instance) = (self.node.clone(), self.instance.clone());
+        let (version, bind) = (self.version.clone(), self.bind.clone());
         let cooling: Vec<String> = self.handed_over.keys().cloned().collect();
         let beat = self.with_conn(|conn| {
             crate::storage::write_transaction(conn, |c| {
@@ -368,7 +418,13 @@ impl LeaseKeeper {
                         "SET LOCAL lock_timeout = {HEARTBEAT_LOCK_TIMEOUT_MS}"
                     ))?;
                 }
-                cluster::heartbeat(c, &node, &version, &bind, ttl_ms, &cooling)
+                let member = cluster::Member {
+                    name: &node,
+                    instance: &instance,
+                    version: &version,
+                    bind: &bind,
+                };
+                cluster::heartbeat(c, &member, ttl_ms, &cooling)
             })
         })?;
         // The lease may be used until its expiry as the database set it, less the margin;

@@ -49,6 +49,57 @@ fn pg(conn: &mut DbConnection) -> Option<&mut diesel::PgConnection> {
     }
 }
 
+/// This process among the cluster's nodes: its name and the instance id it drew at start (a
+/// name is held by one live process at a time).
+#[derive(Debug, Clone, Copy)]
+pub struct Member<'a> {
+    pub name: &'a str,
+    pub instance: &'a str,
+    pub version: &'a str,
+    pub bind: &'a str,
+}
+
+/// Joins the cluster under `node.name`, unless a live process holds that name (it has not
+/// left, its heartbeat is within `ttl_ms` and its keeper's server backend is still
+/// connected): then `false`, and nothing is written. A name whose process left, went silent
+/// or died is taken over; the caller then releases the leases left under it, to be acquired
+/// again under new epochs that fence whatever that process may still claim.
+pub fn join(conn: &mut DbConnection, node: &Member<'_>, ttl_ms: i64) -> Result<bool, StorageError> {
+    match pg(conn) {
+        Some(c) => hold_name(c, node, ttl_ms, true),
+        None => Ok(true),
+    }
+}
+
+/// Records the node as alive if the name is this process's (or, when `joining`, free).
+fn hold_name(
+    c: &mut diesel::PgConnection,
+    node: &Member<'_>,
+    ttl_ms: i64,
+    joining: bool,
+) -> Result<bool, StorageError> {
+    let written = diesel::sql_query(
+        "INSERT INTO cluster_nodes (name, version, bind, instance, backend_pid) \
+         VALUES ($1, $2, $3, $4, pg_backend_pid()) \
+         ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), version = $2, bind = $3, \
+             instance = $4, backend_pid = pg_backend_pid(), left_at = NULL, \
+             started_at = CASE WHEN cluster_nodes.instance = $4 \
+                 THEN cluster_nodes.started_at ELSE now() END \
+         WHERE cluster_nodes.instance = $4 OR ($5 AND (cluster_nodes.left_at IS NOT NULL \
+             OR cluster_nodes.heartbeat_at <= now() - $6 * interval '1 millisecond' \
+             OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
+                            WHERE a.pid = cluster_nodes.backend_pid)))",
+    )
+    .bind::<Text, _>(node.name)
+    .bind::<Text, _>(node.version)
+    .bind::<Text, _>(node.bind)
+    .bind::<Text, _>(node.instance)
+    .bind::<diesel::sql_types::Bool, _>(joining)
+    .bind::<BigInt, _>(ttl_ms)
+    .execute(c)?;
+    Ok(written == 1)
+}
+
 /// One heartbeat of `node`, in the caller's transaction: records the node as alive, makes
 /// sure every portfolio has a lease row, renews the leases the node still holds (an expired
 /// one is not renewed: someone else may have taken it; it can only be acquired again, under
@@ -56,24 +107,17 @@ fn pg(conn: &mut DbConnection) -> Option<&mut diesel::PgConnection> {
 /// nodes, leaving alone the `cooling` ones (this node just handed them over).
 pub fn heartbeat(
     conn: &mut DbConnection,
-    node: &str,
-    version: &str,
-    bind: &str,
+    node: &Member<'_>,
     ttl_ms: i64,
     cooling: &[String],
 ) -> Result<Heartbeat, StorageError> {
     let Some(c) = pg(conn) else {
         return Ok(Heartbeat::default());
     };
-    diesel::sql_query(
-        "INSERT INTO cluster_nodes (name, version, bind) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), version = $2, bind = $3, \
-             left_at = NULL",
-    )
-    .bind::<Text, _>(node)
-    .bind::<Text, _>(version)
-    .bind::<Text, _>(bind)
-    .execute(c)?;
+    if !hold_name(c, node, ttl_ms, false)? {
+        return Err(StorageError::NameTaken(node.name.to_owned()));
+    }
+    let node = node.name;
     diesel::sql_query(
         "INSERT INTO portfolio_leases (portfolio_id) \
          SELECT DISTINCT portfolio_id FROM business_accounts ON CONFLICT DO NOTHING",

@@ -60,6 +60,9 @@ pub enum StorageError {
     /// The transaction a write was grouped into could not be committed.
     #[error("the database could not commit: {0}")]
     CommitFailed(String),
+    /// Another live daemon process holds this node's name (`MINDO_NODE_NAME`).
+    #[error("another live daemon is named {0}: each daemon on one database needs its own MINDO_NODE_NAME")]
+    NameTaken(String),
 }
 
 impl StorageError {
@@ -90,7 +93,7 @@ impl StorageError {
                 | diesel::result::DatabaseErrorKind::UnableToSendCommand,
                 _,
             )) => true,
-            StorageError::Query(_) => false,
+            StorageError::Query(_) | StorageError::NameTaken(_) => false,
         }
     }
 }
