@@ -50,16 +50,18 @@ key=$(grep -o 'mindo_[A-Za-z0-9]\{24\}' "$scratch/stdout" | head -n 1)
 # on its own (examples, coverage, fuzzing), then sequences that follow the document's links
 # from created sends (see the stateful config).
 # Run from target/ so that Schemathesis' own cache stays out of the work tree.
+# One --exclude-path-regex per run: a second one replaces the first (it did, and the tenant's
+# event stream, which never ends, was fuzzed until CI ran out of time).
+never='^/webhooks/|/events/$'
 options=(--checks all --seed 18 --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-100}"
-  --exclude-path-regex '^/webhooks/|/events/$' --header "X-API-Key: $key"
-  --generation-database none --no-color)
+  --header "X-API-Key: $key" --generation-database none --no-color)
 export SCHEMATHESIS_SCHEDULED_AT # a schedule the daemon accepts, for the stateful config
 SCHEMATHESIS_SCHEDULED_AT=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
 config="$PWD/.ci/schemathesis-stateful.toml"
 cd "$target"
 echo "== schemathesis: every operation against $base/openapi.json"
 schemathesis-venv/bin/schemathesis run "$base/openapi.json" --phases examples,coverage,fuzzing \
-  "${options[@]}" --exclude-path-regex '^/api/v1/suppressions/'
+  "${options[@]}" --exclude-path-regex "$never|^/api/v1/suppressions/"
 # The suppression endpoints take phone numbers, whose validity (a numbering plan) no schema can
 # state: a schema-valid string that is no phone is rightly refused with 400. Every other check
 # still runs on them.
@@ -68,4 +70,5 @@ schemathesis-venv/bin/schemathesis run "$base/openapi.json" --phases examples,co
   "${options[@]}" --include-path-regex '^/api/v1/suppressions/' \
   --exclude-checks positive_data_acceptance
 echo "== schemathesis: stateful, from created sends through the document's links"
-schemathesis-venv/bin/schemathesis --config-file "$config" run "$base/openapi.json" --phases stateful "${options[@]}"
+schemathesis-venv/bin/schemathesis --config-file "$config" run "$base/openapi.json" --phases stateful "${options[@]}" \
+  --exclude-path-regex "$never"
