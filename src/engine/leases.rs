@@ -366,21 +366,11 @@ impl LeaseKeeper {
     /// still claim.
     fn join(&mut self, beats: u64) {
         let ttl_ms = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);
-        let (node, instance, version, bind) = (
-            self.node.clone(),
-            self.instance.clone(),
-            self.version.clone(),
-            self.bind.clone(),
-        );
-        let member = cluster::Member {
-            name: &node,
-            instance: &instance,
-            version: &version,
-            bind: &bind,
-        };
+        let member = self.member();
         match self.with_conn(|c| cluster::join(c, &member, ttl_ms)) {
             Ok(true) => {
                 self.name_held = true;
+                let node = member.name;
                 if let Err(err) = self.with_conn(|c| cluster::release(c, &node, None).map(drop)) {
                     tracing::warn!(node = %self.node, error = %err, "Releasing an earlier process's leases failed; they expire by themselves.");
                 }
@@ -397,6 +387,16 @@ impl LeaseKeeper {
         }
     }
 
+    /// This process as its node row names it.
+    fn member(&self) -> cluster::Member {
+        cluster::Member {
+            name: self.node.clone(),
+            instance: self.instance.clone(),
+            version: self.version.clone(),
+            bind: self.bind.clone(),
+        }
+    }
+
     /// One heartbeat: renew, acquire, balance, and tell the supervisor what changed.
     fn beat(&mut self, started: Instant) -> Result<(), crate::storage::StorageError> {
         let ttl_ms = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);
@@ -407,8 +407,7 @@ impl LeaseKeeper {
             .flat_map(|(p, _, _)| p.iter().cloned())
             .collect();
         self.handed_over.retain(|_, at| at.elapsed() < COOLDOWN);
-        let (node, instance) = (self.node.clone(), self.instance.clone());
-        let (version, bind) = (self.version.clone(), self.bind.clone());
+        let member = self.member();
         let cooling: Vec<String> = self.handed_over.keys().cloned().collect();
         let beat = self.with_conn(|conn| {
             crate::storage::write_transaction(conn, |c| {
@@ -418,12 +417,6 @@ impl LeaseKeeper {
                         "SET LOCAL lock_timeout = {HEARTBEAT_LOCK_TIMEOUT_MS}"
                     ))?;
                 }
-                let member = cluster::Member {
-                    name: &node,
-                    instance: &instance,
-                    version: &version,
-                    bind: &bind,
-                };
                 cluster::heartbeat(c, &member, ttl_ms, &cooling)
             })
         })?;

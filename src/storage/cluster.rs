@@ -51,12 +51,12 @@ fn pg(conn: &mut DbConnection) -> Option<&mut diesel::PgConnection> {
 
 /// This process among the cluster's nodes: its name and the instance id it drew at start (a
 /// name is held by one live process at a time).
-#[derive(Debug, Clone, Copy)]
-pub struct Member<'a> {
-    pub name: &'a str,
-    pub instance: &'a str,
-    pub version: &'a str,
-    pub bind: &'a str,
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub instance: String,
+    pub version: String,
+    pub bind: String,
 }
 
 /// Joins the cluster under `node.name`, unless a live process holds that name (it has not
@@ -64,7 +64,7 @@ pub struct Member<'a> {
 /// connected): then `false`, and nothing is written. A name whose process left, went silent
 /// or died is taken over; the caller then releases the leases left under it, to be acquired
 /// again under new epochs that fence whatever that process may still claim.
-pub fn join(conn: &mut DbConnection, node: &Member<'_>, ttl_ms: i64) -> Result<bool, StorageError> {
+pub fn join(conn: &mut DbConnection, node: &Member, ttl_ms: i64) -> Result<bool, StorageError> {
     match pg(conn) {
         Some(c) => hold_name(c, node, ttl_ms, true),
         None => Ok(true),
@@ -74,7 +74,7 @@ pub fn join(conn: &mut DbConnection, node: &Member<'_>, ttl_ms: i64) -> Result<b
 /// Records the node as alive if the name is this process's (or, when `joining`, free).
 fn hold_name(
     c: &mut diesel::PgConnection,
-    node: &Member<'_>,
+    node: &Member,
     ttl_ms: i64,
     joining: bool,
 ) -> Result<bool, StorageError> {
@@ -90,10 +90,10 @@ fn hold_name(
              OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
                             WHERE a.pid = cluster_nodes.backend_pid)))",
     )
-    .bind::<Text, _>(node.name)
-    .bind::<Text, _>(node.version)
-    .bind::<Text, _>(node.bind)
-    .bind::<Text, _>(node.instance)
+    .bind::<Text, _>(&node.name)
+    .bind::<Text, _>(&node.version)
+    .bind::<Text, _>(&node.bind)
+    .bind::<Text, _>(&node.instance)
     .bind::<diesel::sql_types::Bool, _>(joining)
     .bind::<BigInt, _>(ttl_ms)
     .execute(c)?;
@@ -107,7 +107,7 @@ fn hold_name(
 /// nodes, leaving alone the `cooling` ones (this node just handed them over).
 pub fn heartbeat(
     conn: &mut DbConnection,
-    node: &Member<'_>,
+    node: &Member,
     ttl_ms: i64,
     cooling: &[String],
 ) -> Result<Heartbeat, StorageError> {
@@ -115,9 +115,9 @@ pub fn heartbeat(
         return Ok(Heartbeat::default());
     };
     if !hold_name(c, node, ttl_ms, false)? {
-        return Err(StorageError::NameTaken(node.name.to_owned()));
+        return Err(StorageError::NameTaken(node.name.clone()));
     }
-    let node = node.name;
+    let node = node.name.as_str();
     diesel::sql_query(
         "INSERT INTO portfolio_leases (portfolio_id) \
          SELECT DISTINCT portfolio_id FROM business_accounts ON CONFLICT DO NOTHING",
