@@ -194,6 +194,8 @@ diesel::joinable!(bulk_sends -> tenants (tenant_id));
 diesel::joinable!(bulk_sends -> api_keys (api_key_id));
 diesel::joinable!(bulk_sends -> phone_numbers (phone_number_id));
 diesel::joinable!(bulk_sends -> templates (template_id));
+// No foreign key backs this one (migration 2026-11-30-220000): messages are only ever
+// inserted with their send.
 diesel::joinable!(messages -> bulk_sends (bulk_send_id));
 diesel::joinable!(idempotency_keys -> tenants (tenant_id));
 diesel::joinable!(callback_events -> bulk_sends (bulk_send_id));

@@ -85,3 +85,84 @@ fn both_trees_have_the_same_versions() {
     };
     assert_eq!(names(migrations::SQLITE), names(migrations::POSTGRES));
 }
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct KeptMessage {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    wamid: Option<String>,
+}
+
+/// Dropping the foreign key from messages to bulk_sends makes SQLite's table again: every
+/// row keeps its id and values, and new ids carry on after the largest.
+#[test]
+fn dropping_the_send_foreign_key_keeps_every_message() {
+    let database = TestDatabase::create();
+    let db = Db::connect(database.url(), 1).unwrap();
+    let mut pooled = db.get().unwrap();
+    let conn: &mut DbConnection = &mut pooled;
+    let set = || {
+        if database.is_postgres() {
+            migrations::POSTGRES
+        } else {
+            migrations::SQLITE
+        }
+    };
+    let names: Vec<String> = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&set())
+        .unwrap()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    let at = names
+        .iter()
+        .position(|n| n.ends_with("_messages_without_send_foreign_key"))
+        .expect("the migration exists");
+    for _ in 0..at {
+        conn.run_next_migration(set()).unwrap();
+    }
+    // The messages' send is not stored: the key is switched off while they are written.
+    let off = match conn {
+        DbConnection::Sqlite(_) => "PRAGMA foreign_keys = OFF",
+        DbConnection::Postgres(_) => "SET session_replication_role = replica",
+    };
+    let insert = "INSERT INTO messages (id, bulk_send_id, seq, recipient, variables, \
+                  button_variables, state, next_attempt_at, wamid) VALUES \
+                  (41, 's', 0, '+34600000001', '{}', '{}', 'sent', 5, 'wamid.1'), \
+                  (42, 's', 1, '+34600000002', '{}', '{}', 'pending', 5, NULL)";
+    with_backend!(conn, |c| {
+        diesel::sql_query(off).execute(c).unwrap();
+        diesel::sql_query(insert).execute(c).unwrap();
+    });
+    conn.run_next_migration(set()).unwrap();
+    let read = "SELECT id, state, wamid FROM messages ORDER BY id";
+    let kept: Vec<KeptMessage> = with_backend!(conn, |c| diesel::sql_query(read).load(c)).unwrap();
+    assert_eq!(
+        kept,
+        vec![
+            KeptMessage {
+                id: 41,
+                state: "sent".into(),
+                wamid: Some("wamid.1".into())
+            },
+            KeptMessage {
+                id: 42,
+                state: "pending".into(),
+                wamid: None
+            },
+        ]
+    );
+    if let DbConnection::Sqlite(_) = conn {
+        let next = "INSERT INTO messages (bulk_send_id, seq, recipient, variables, \
+                    button_variables, state, next_attempt_at) \
+                    VALUES ('s', 2, '+34600000003', '{}', '{}', 'pending', 5) RETURNING id, state, wamid";
+        let added: Vec<KeptMessage> =
+            with_backend!(conn, |c| diesel::sql_query(next).load(c)).unwrap();
+        assert_eq!(
+            added[0].id, 43,
+            "AUTOINCREMENT carries on after the largest id"
+        );
+    }
+}

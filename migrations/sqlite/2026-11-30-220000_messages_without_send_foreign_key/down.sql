@@ -1,0 +1,26 @@
+CREATE TEMP TABLE messages_kept AS SELECT * FROM messages;
+DROP TABLE messages;
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    bulk_send_id TEXT NOT NULL REFERENCES bulk_sends (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    variables TEXT NOT NULL,
+    button_variables TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    dispatched_at BIGINT,
+    wamid TEXT,
+    sent_at BIGINT,
+    delivered_at BIGINT,
+    read_at BIGINT,
+    failed_at BIGINT,
+    error_code BIGINT,
+    error_message TEXT,
+    UNIQUE (bulk_send_id, seq)
+);
+INSERT INTO messages SELECT * FROM messages_kept;
+DROP TABLE messages_kept;
+CREATE UNIQUE INDEX messages_wamid ON messages (wamid) WHERE wamid IS NOT NULL;
+CREATE INDEX messages_due ON messages (bulk_send_id, next_attempt_at, id);
