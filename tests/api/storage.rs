@@ -301,3 +301,70 @@ async fn writers_that_deadlock_each_other_both_finish_every_job() {
     };
     assert_eq!(rows, vec![(1, 2), (2, 2)]);
 }
+
+/// Jobs share their group's transaction without a savepoint each: a job that fails undoes
+/// the group, whose jobs then run again one transaction each. The failing job changes
+/// nothing and answers its error; every other job is committed once.
+#[actix_web::test]
+async fn a_failing_job_changes_nothing_and_its_group_is_committed_without_it() {
+    use mindo_bulk::engine::writer::StoreWriter;
+    use mindo_bulk::storage::Db;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    let database = crate::helpers::TestDatabase::create();
+    let db = Db::connect(database.url(), 2).unwrap();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut *db.get().unwrap(),
+        "CREATE TABLE probe (id INT PRIMARY KEY, v INT NOT NULL);
+         INSERT INTO probe VALUES (1, 0), (2, 0), (3, 0);",
+    )
+    .unwrap();
+    let bump = |row: i32| {
+        move |conn: &mut mindo_bulk::storage::DbConnection| {
+            diesel::sql_query(format!("UPDATE probe SET v = v + 1 WHERE id = {row}"))
+                .execute(conn)
+                .map(|_| ())
+                .map_err(StorageError::from)
+        }
+    };
+    let writer = StoreWriter::start(db.clone());
+    // The first job waits until the others are queued, so that all run in one group.
+    let (queued, once) = (Arc::new(Barrier::new(2)), Arc::new(AtomicBool::new(true)));
+    let gate = queued.clone();
+    let bump_first = bump(1);
+    let first = writer.write(move |conn| {
+        if once.swap(false, Ordering::SeqCst) {
+            gate.wait();
+        }
+        bump_first(conn)
+    });
+    let bump_failing = bump(2);
+    let failing = writer.write(move |conn| {
+        bump_failing(conn)?;
+        // A failing statement (on PostgreSQL it also aborts the transaction).
+        diesel::sql_query("SELECT * FROM no_such_table")
+            .execute(conn)
+            .map(|_| ())
+            .map_err(StorageError::from)
+    });
+    let last = writer.write(bump(3));
+    queued.wait();
+    first.await.unwrap();
+    assert!(failing.await.is_err(), "the failing job answers its error");
+    last.await.unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        id: i32,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        v: i32,
+    }
+    let rows: Vec<(i32, i32)> = diesel::sql_query("SELECT id, v FROM probe ORDER BY id")
+        .load::<Row>(&mut db.get().unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.v))
+        .collect();
+    assert_eq!(rows, vec![(1, 1), (2, 0), (3, 1)]);
+}

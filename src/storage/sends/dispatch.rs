@@ -147,6 +147,10 @@ pub fn mark_dispatching(
         .map(|(_, recipient)| recipient.as_str())
         .collect();
     crate::storage::quota::record_quota(conn, portfolio_id, &recipients, now_ms)?;
+    if send.started_at.is_some() {
+        // `started_at` is set once and never cleared: a send read as started needs no write.
+        return Ok(DispatchMarks::Marked(marked));
+    }
     let started = diesel::update(
         bulk_sends::table
             .find(send_id)
