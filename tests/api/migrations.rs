@@ -42,19 +42,22 @@ fn schema(conn: &mut DbConnection) -> Vec<String> {
     lines.into_iter().map(|l| l.line).collect()
 }
 
+/// The migrations of the backend under test.
+fn migrations_of(database: &TestDatabase) -> diesel_migrations::EmbeddedMigrations {
+    if database.is_postgres() {
+        migrations::POSTGRES
+    } else {
+        migrations::SQLITE
+    }
+}
+
 #[test]
 fn every_down_reverses_its_up() {
     let database = TestDatabase::create();
     let db = Db::connect(database.url(), 1).unwrap();
     let mut pooled = db.get().unwrap();
     let conn: &mut DbConnection = &mut pooled;
-    let set = || {
-        if database.is_postgres() {
-            migrations::POSTGRES
-        } else {
-            migrations::SQLITE
-        }
-    };
+    let set = || migrations_of(&database);
     let total = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&set())
         .unwrap()
         .len();
@@ -104,13 +107,7 @@ fn dropping_the_send_foreign_key_keeps_every_message() {
     let db = Db::connect(database.url(), 1).unwrap();
     let mut pooled = db.get().unwrap();
     let conn: &mut DbConnection = &mut pooled;
-    let set = || {
-        if database.is_postgres() {
-            migrations::POSTGRES
-        } else {
-            migrations::SQLITE
-        }
-    };
+    let set = || migrations_of(&database);
     let names: Vec<String> = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&set())
         .unwrap()
         .iter()

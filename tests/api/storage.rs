@@ -220,6 +220,49 @@ async fn a_batch_of_webhook_statuses_is_applied_in_order_and_written_once() {
     );
 }
 
+/// A table `probe` of rows 1..=`rows`, each with a counter `v` at 0, for the writer's tests.
+fn probe_table(db: &mindo_bulk::storage::Db, rows: i32) {
+    let values: Vec<String> = (1..=rows).map(|id| format!("({id}, 0)")).collect();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut *db.get().unwrap(),
+        &format!(
+            "CREATE TABLE probe (id INT PRIMARY KEY, v INT NOT NULL);
+             INSERT INTO probe VALUES {};",
+            values.join(", ")
+        ),
+    )
+    .unwrap();
+}
+
+/// A write that adds one to `probe` row `row`.
+fn bump(
+    row: i32,
+) -> impl Fn(&mut mindo_bulk::storage::DbConnection) -> Result<(), StorageError> + Send + 'static {
+    move |conn| {
+        diesel::sql_query(format!("UPDATE probe SET v = v + 1 WHERE id = {row}"))
+            .execute(conn)
+            .map(|_| ())
+            .map_err(StorageError::from)
+    }
+}
+
+/// `probe`'s rows as (id, v), by id.
+fn probe_rows(db: &mindo_bulk::storage::Db) -> Vec<(i32, i32)> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        id: i32,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        v: i32,
+    }
+    diesel::sql_query("SELECT id, v FROM probe ORDER BY id")
+        .load::<Row>(&mut db.get().unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.v))
+        .collect()
+}
+
 /// Two writers (two daemons' on one PostgreSQL) whose groups take the same two rows in
 /// opposite orders deadlock; the database undoes one statement of one of them. The loser's
 /// group is rolled back whole, so the winner goes on at once, and its jobs are made again
@@ -237,20 +280,7 @@ async fn writers_that_deadlock_each_other_both_finish_every_job() {
         return;
     }
     let db = Db::connect(database.url(), 2).unwrap();
-    diesel::connection::SimpleConnection::batch_execute(
-        &mut *db.get().unwrap(),
-        "CREATE TABLE probe (id INT PRIMARY KEY, v INT NOT NULL);
-             INSERT INTO probe VALUES (1, 0), (2, 0);",
-    )
-    .unwrap();
-    let bump = |row: i32| {
-        move |conn: &mut mindo_bulk::storage::DbConnection| {
-            diesel::sql_query(format!("UPDATE probe SET v = v + 1 WHERE id = {row}"))
-                .execute(conn)
-                .map(|_| ())
-                .map_err(StorageError::from)
-        }
-    };
+    probe_table(&db, 2);
     // Each writer's first job waits until every job is queued, so the rows are taken in one
     // group; the first rows are locked before either writer takes its second. (The waits are
     // made on a job's first run only: a job may run again.)
@@ -284,22 +314,7 @@ async fn writers_that_deadlock_each_other_both_finish_every_job() {
         one.await.unwrap();
         two.await.unwrap();
     }
-    let rows: Vec<(i32, i32)> = {
-        #[derive(diesel::QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = diesel::sql_types::Integer)]
-            id: i32,
-            #[diesel(sql_type = diesel::sql_types::Integer)]
-            v: i32,
-        }
-        diesel::sql_query("SELECT id, v FROM probe ORDER BY id")
-            .load::<Row>(&mut db.get().unwrap())
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.id, r.v))
-            .collect()
-    };
-    assert_eq!(rows, vec![(1, 2), (2, 2)]);
+    assert_eq!(probe_rows(&db), vec![(1, 2), (2, 2)]);
 }
 
 /// Jobs share their group's transaction without a savepoint each: a job that fails undoes
@@ -314,20 +329,7 @@ async fn a_failing_job_changes_nothing_and_its_group_is_committed_without_it() {
 
     let database = crate::helpers::TestDatabase::create();
     let db = Db::connect(database.url(), 2).unwrap();
-    diesel::connection::SimpleConnection::batch_execute(
-        &mut *db.get().unwrap(),
-        "CREATE TABLE probe (id INT PRIMARY KEY, v INT NOT NULL);
-         INSERT INTO probe VALUES (1, 0), (2, 0), (3, 0);",
-    )
-    .unwrap();
-    let bump = |row: i32| {
-        move |conn: &mut mindo_bulk::storage::DbConnection| {
-            diesel::sql_query(format!("UPDATE probe SET v = v + 1 WHERE id = {row}"))
-                .execute(conn)
-                .map(|_| ())
-                .map_err(StorageError::from)
-        }
-    };
+    probe_table(&db, 3);
     let writer = StoreWriter::start(db.clone());
     // The first job waits until the others are queued, so that all run in one group.
     let (queued, once) = (Arc::new(Barrier::new(2)), Arc::new(AtomicBool::new(true)));
@@ -353,18 +355,5 @@ async fn a_failing_job_changes_nothing_and_its_group_is_committed_without_it() {
     first.await.unwrap();
     assert!(failing.await.is_err(), "the failing job answers its error");
     last.await.unwrap();
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        id: i32,
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        v: i32,
-    }
-    let rows: Vec<(i32, i32)> = diesel::sql_query("SELECT id, v FROM probe ORDER BY id")
-        .load::<Row>(&mut db.get().unwrap())
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.id, r.v))
-        .collect();
-    assert_eq!(rows, vec![(1, 1), (2, 0), (3, 1)]);
+    assert_eq!(probe_rows(&db), vec![(1, 1), (2, 0), (3, 1)]);
 }
