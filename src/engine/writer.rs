@@ -1,17 +1,10 @@
 //! `StoreWriter`: the engine's one writer to the database, with group commit.
 //!
 //! Every engine write (dispatch marks, send results, webhook updates, cancels) is a job sent
-//! to one dedicated thread. The thread takes every job waiting, runs them one after another
-//! inside one write transaction, commits once, and only then answers each job's caller: an
-//! answer means the change is durable. Under load many jobs share a commit (a message never
-//! costs its own transaction).
-//!
-//! Jobs share the transaction without a savepoint each: on PostgreSQL a savepoint and its
-//! release are two more round trips per job, as many as a dispatch mark's own statements.
-//! A job that fails therefore undoes the whole group, whose jobs then run again one
-//! transaction each, so that a failing job changes nothing and answers its own error, and
-//! every other job is committed. Jobs fail rarely (a lost connection, a conflict with another
-//! daemon's writer), so the group is the common path.
+//! to one dedicated thread. The thread takes every job waiting, runs each in its own
+//! savepoint inside one write transaction, commits once, and only then answers each job's
+//! caller: an answer means the change is durable. Under load many jobs share a commit (a
+//! message never costs its own transaction); a failing job rolls back only its savepoint.
 //!
 //! One writer also means no two engine writes contend for SQLite's lock; other processes
 //! (CLI commands) wait under `busy_timeout`.
@@ -19,6 +12,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+use diesel::Connection;
 use tokio::sync::oneshot;
 
 use crate::storage::{begin_write, commit, rollback, Db, DbConnection, StorageError};
@@ -26,22 +20,11 @@ use crate::storage::{begin_write, commit, rollback, Db, DbConnection, StorageErr
 /// Jobs committed together at most.
 const MAX_GROUP: usize = 512;
 
-/// How a job's run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ran {
-    Ok,
-    /// The job answered an error: its transaction must be rolled back. `conflict` when the
-    /// database undid it for a conflict with another transaction (a deadlock, a
-    /// serialization failure), which may pass if the job runs again.
-    Failed {
-        conflict: bool,
-    },
-}
-
 /// One caller's write.
 trait WriteJob: Send {
-    /// Runs the write in the open transaction and keeps its result.
-    fn run(&mut self, conn: &mut DbConnection) -> Ran;
+    /// Runs the write in a savepoint and keeps its result; true when the database undid it
+    /// for a conflict with another transaction (a deadlock, a serialization failure).
+    fn run(&mut self, conn: &mut DbConnection) -> bool;
     /// Answers the caller once the fate of the transaction that ran it last is known.
     fn finish(self: Box<Self>, committed: Result<(), String>);
     /// Answers the caller that the write could not run.
@@ -61,20 +44,14 @@ where
     T: Send + 'static,
     F: FnMut(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
 {
-    fn run(&mut self, conn: &mut DbConnection) -> Ran {
-        let result = (self.write)(conn);
-        let ran = match &result {
-            Ok(_) => Ran::Ok,
-            Err(err) => Ran::Failed {
-                conflict: err.is_conflict(),
-            },
-        };
+    fn run(&mut self, conn: &mut DbConnection) -> bool {
+        // A savepoint: a failing job undoes only its own changes.
+        let result = conn.transaction(|conn| (self.write)(conn));
+        let conflict = matches!(&result, Err(err) if err.is_conflict());
         self.result = Some(result);
-        ran
+        conflict
     }
 
-    /// A job that failed answers its own error whatever `committed` says (its transaction
-    /// was rolled back).
     fn finish(self: Box<Self>, committed: Result<(), String>) {
         let TypedJob { result, done, .. } = *self;
         let _ = done.send(match (result, committed) {
@@ -140,11 +117,11 @@ impl StoreWriter {
 }
 
 /// Takes groups of jobs off the queue and commits each group once. A group in which a job
-/// fails is rolled back whole and its jobs are run again one transaction each (see the
-/// module's comment). That also releases every lock the group took when the failure is a
-/// conflict with another daemon's writer: two writers holding each other's rows through
-/// hundreds of jobs would meet deadlock after deadlock (each found only after PostgreSQL's
-/// `deadlock_timeout`).
+/// meets a conflict with another transaction (on PostgreSQL, another daemon's writer) is
+/// rolled back whole and its jobs are run again one transaction each: rolling back the
+/// job's savepoint alone would keep the locks the group's earlier jobs took, and two
+/// writers holding each other's rows through hundreds of jobs meet deadlock after deadlock
+/// (each found only after PostgreSQL's `deadlock_timeout`).
 fn run(db: Db, queue: mpsc::Receiver<Job>) {
     let mut conn = None;
     while let Ok(first) = queue.recv() {
@@ -171,8 +148,7 @@ fn run(db: Db, queue: mpsc::Receiver<Job>) {
                 }
             },
         };
-        let alone = group.len() == 1;
-        match commit_group(&mut c, &mut group) {
+        match commit_group(&mut c, &mut group, true) {
             Group::Done(committed) => {
                 if committed.is_ok() {
                     conn = Some(c);
@@ -181,10 +157,12 @@ fn run(db: Db, queue: mpsc::Receiver<Job>) {
                     job.finish(committed.clone());
                 }
             }
-            Group::Undone { .. } if !alone => {
+            Group::Conflict => {
+                // Every lock of the group is released: the other writer goes on, and each
+                // job now holds its rows only as long as it runs.
                 tracing::debug!(
                     jobs = group.len(),
-                    "A job of a group write failed; the group's jobs run one by one."
+                    "A group write met a conflict; its jobs run one by one."
                 );
                 let mut broken = None;
                 for mut job in group {
@@ -203,23 +181,6 @@ fn run(db: Db, queue: mpsc::Receiver<Job>) {
                     conn = Some(c);
                 }
             }
-            Group::Undone { conflict } => {
-                // One job alone, run once already: its error is its answer, unless it was a
-                // conflict, which may pass on a second attempt.
-                if let Some(mut job) = group.pop() {
-                    let answer = match conflict {
-                        false => Ok(Ok(())),
-                        true => run_alone_from(&mut c, &mut job, 2),
-                    };
-                    match answer {
-                        Ok(committed) => {
-                            conn = Some(c);
-                            job.finish(committed);
-                        }
-                        Err(message) => job.fail(message),
-                    }
-                }
-            }
             Group::Unavailable(message) => {
                 // Drop the connection: it may be broken; the next group gets a fresh one.
                 for job in group {
@@ -232,27 +193,26 @@ fn run(db: Db, queue: mpsc::Receiver<Job>) {
 
 /// How a group's transaction ended.
 enum Group {
-    /// Every job ran; the commit's result.
+    /// Committed (or the commit failed): every job has run once.
     Done(Result<(), String>),
-    /// A job failed and the transaction was rolled back whole; `conflict` when that job
-    /// met a conflict with another transaction.
-    Undone { conflict: bool },
+    /// Rolled back whole: a job met a conflict and `stop_at_conflict` was set.
+    Conflict,
     /// No transaction could be begun.
     Unavailable(String),
 }
 
-/// Runs `jobs` in one transaction and commits it, or rolls it back at the first job that
-/// fails.
-fn commit_group(c: &mut DbConnection, jobs: &mut [Job]) -> Group {
+/// Runs `jobs` in one transaction, each in its savepoint. With `stop_at_conflict`, a job's
+/// conflict rolls the whole transaction back; without, it is that job's answer.
+fn commit_group(c: &mut DbConnection, jobs: &mut [Job], stop_at_conflict: bool) -> Group {
     if let Err(err) = begin_write(c) {
         let message = err.to_string();
         tracing::warn!(error = %message, "The writer cannot begin a transaction.");
         return Group::Unavailable(message);
     }
     for job in jobs.iter_mut() {
-        if let Ran::Failed { conflict } = job.run(c) {
+        if job.run(c) && stop_at_conflict {
             rollback(c);
-            return Group::Undone { conflict };
+            return Group::Conflict;
         }
     }
     let committed = commit(c).map_err(|e| {
@@ -268,32 +228,18 @@ fn commit_group(c: &mut DbConnection, jobs: &mut [Job]) -> Group {
 /// Times a job alone in its transaction meets a conflict before that is its answer.
 const ALONE_ATTEMPTS: u32 = 3;
 
-/// Runs one job in a transaction of its own (see [`run_alone_from`]).
+/// Runs one job in a transaction of its own, again after a conflict (up to
+/// [`ALONE_ATTEMPTS`] times; a conflict that persists is then the job's answer). The outer
+/// `Err` is a connection that could not begin a transaction.
 fn run_alone(c: &mut DbConnection, job: &mut Job) -> Result<Result<(), String>, String> {
-    run_alone_from(c, job, 1)
-}
-
-/// Runs one job in a transaction of its own, from attempt `attempt`: again after a conflict,
-/// up to [`ALONE_ATTEMPTS`] attempts in all; a conflict that persists, or any other error,
-/// is then the job's answer (its transaction rolled back). The outer `Err` is a connection
-/// that could not begin a transaction.
-fn run_alone_from(
-    c: &mut DbConnection,
-    job: &mut Job,
-    mut attempt: u32,
-) -> Result<Result<(), String>, String> {
+    let mut attempt = 1;
     loop {
-        match commit_group(c, std::slice::from_mut(job)) {
+        let last = attempt >= ALONE_ATTEMPTS;
+        match commit_group(c, std::slice::from_mut(job), !last) {
             Group::Done(committed) => return Ok(committed),
             Group::Unavailable(message) => return Err(message),
-            Group::Undone { conflict } => {
-                if !conflict || attempt >= ALONE_ATTEMPTS {
-                    // The job answers its own error; nothing of it was committed.
-                    return Ok(Ok(()));
-                }
-                // The other transaction has likely ended by the time this one begins again.
-                std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
-            }
+            // The other transaction has likely ended by the time this one begins again.
+            Group::Conflict => std::thread::sleep(Duration::from_millis(5 * u64::from(attempt))),
         }
         attempt += 1;
     }

@@ -317,9 +317,8 @@ async fn writers_that_deadlock_each_other_both_finish_every_job() {
     assert_eq!(probe_rows(&db), vec![(1, 2), (2, 2)]);
 }
 
-/// Jobs share their group's transaction without a savepoint each: a job that fails undoes
-/// the group, whose jobs then run again one transaction each. The failing job changes
-/// nothing and answers its error; every other job is committed once.
+/// A job that fails inside a group commit changes nothing and answers its error; every other
+/// job of the group is committed once.
 #[actix_web::test]
 async fn a_failing_job_changes_nothing_and_its_group_is_committed_without_it() {
     use mindo_bulk::engine::writer::StoreWriter;
