@@ -330,16 +330,17 @@ async fn a_failing_job_changes_nothing_and_its_group_is_committed_without_it() {
     let db = Db::connect(database.url(), 2).unwrap();
     probe_table(&db, 3);
     let writer = StoreWriter::start(db.clone());
-    // The first job waits until the others are queued, so that all run in one group.
+    // A first job holds the writer until the others are queued, so that they run in one
+    // group (the writer forms a group from what is queued when it starts one).
     let (queued, once) = (Arc::new(Barrier::new(2)), Arc::new(AtomicBool::new(true)));
     let gate = queued.clone();
-    let bump_first = bump(1);
-    let first = writer.write(move |conn| {
+    let hold = writer.write(move |_| {
         if once.swap(false, Ordering::SeqCst) {
             gate.wait();
         }
-        bump_first(conn)
+        Ok(())
     });
+    let first = writer.write(bump(1));
     let bump_failing = bump(2);
     let failing = writer.write(move |conn| {
         bump_failing(conn)?;
@@ -351,6 +352,7 @@ async fn a_failing_job_changes_nothing_and_its_group_is_committed_without_it() {
     });
     let last = writer.write(bump(3));
     queued.wait();
+    hold.await.unwrap();
     first.await.unwrap();
     assert!(failing.await.is_err(), "the failing job answers its error");
     last.await.unwrap();
