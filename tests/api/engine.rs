@@ -86,6 +86,91 @@ async fn pause_holds_a_send_and_resume_finishes_it() {
     );
 }
 
+/// On PostgreSQL a pause or resume is stored by itself, not queued behind the engine's writer:
+/// it is answered while the writer waits for a lock another session holds (a writer group can
+/// take a few hundred ms while hundreds of sends dispatch; 500 resumes queued behind such
+/// groups took 98 s in `mindo-bench --only idle`). SQLite has one writer, so there they queue.
+#[actix_web::test]
+async fn on_postgres_a_resume_is_not_queued_behind_a_blocked_writer() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, RunQueryDsl};
+    let meta = spawn_with_meta().await;
+    if !meta.app.database.is_postgres() {
+        return;
+    }
+    let mut ids = Vec::new();
+    for first in [0, 3] {
+        let mut body = welcome(NUMBER_10K, &phones(first, 3));
+        body["scheduled_at"] = json!("2026-01-01T01:00:00Z");
+        let (_, res) = meta.send_bulk(&body).await;
+        ids.push(id_of(&res));
+    }
+    let (blocked, resumed) = (ids[0].clone(), ids[1].clone());
+    assert_eq!(control(&meta, &resumed, "pause").await.0, 200);
+
+    // Another session holds the first send's row; a cancel of that send is then a writer job
+    // that waits for the lock, and the writer with it.
+    let url = meta.app.database.url().to_owned();
+    let mut holder = diesel::PgConnection::establish(&url).unwrap();
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM bulk_sends WHERE id = '{blocked}' FOR UPDATE;"
+        ))
+        .unwrap();
+    let cancel = actix_web::rt::spawn({
+        let (app, key) = (meta.app.address.clone(), meta.api_key.clone());
+        async move {
+            reqwest::Client::new()
+                .post(format!(
+                    "{app}/api/v1/meta-templates/bulk-sends/{blocked}/cancel/"
+                ))
+                .header("X-API-Key", key)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let mut watcher = diesel::PgConnection::establish(&url).unwrap();
+    let waiting_for_a_lock = diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "(SELECT count(*) FROM pg_stat_activity \
+          WHERE datname = current_database() AND wait_event_type = 'Lock')",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while diesel::select(waiting_for_a_lock.clone())
+        .get_result::<i64>(&mut watcher)
+        .unwrap()
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cancel never waited"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The resume is answered while the writer still waits (were it queued behind the cancel,
+    // it would be answered only after the lock is released, that is never: the test fails).
+    let answer =
+        actix_web::rt::time::timeout(Duration::from_secs(60), control(&meta, &resumed, "resume"))
+            .await
+            .expect("the resume waited for the writer");
+    assert_eq!(answer.0, 200, "{:#}", answer.1);
+    assert_eq!(answer.1["paused"], false);
+    assert!(!cancel.is_finished(), "the writer was not held");
+
+    holder.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(cancel.await.unwrap(), 200);
+    meta.app.clock.advance_ms(HOUR_MS);
+    let s = meta
+        .wait_status(&resumed, |s| s["status"] == "COMPLETED")
+        .await;
+    assert_eq!(s["sent_count"], 3);
+    assert_eq!(meta.status(&ids[0]).await["cancelled_count"], 3);
+}
+
 /// Quota and fairness tests leave throughput enforcement to `the_throughput_cap_is_never_crossed`: on a
 /// loaded test machine, scheduling delays between our grant and the simulator's clock can
 /// exceed the limiter's safety margin, and a 130429 retry waits on the frozen test clock.

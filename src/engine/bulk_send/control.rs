@@ -3,6 +3,9 @@
 //! answer, and a drain. `domain::lifecycle` decides; the actor withdraws its candidates, looks
 //! for due messages again, and writes what must be stored.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use actix::prelude::*;
 
 use super::BulkSendActor;
@@ -10,7 +13,7 @@ use crate::domain::lifecycle::{Change, ControlAction};
 use crate::engine::ingest::SendEffect;
 use crate::engine::limiter::{Feedback, LimiterCall};
 use crate::storage::sends;
-use crate::storage::{accounts, StorageError};
+use crate::storage::{accounts, DbConnection, StorageError};
 
 impl BulkSendActor {
     /// Pauses this send on its own (a paused template). A pause already stored (the client's)
@@ -211,13 +214,33 @@ impl Handler<Control> for BulkSendActor {
                 // template paused takes the pause over (the template's approval no longer
                 // resumes it), and a resume lifts any pause.
                 let pause = action == ControlAction::Pause;
-                self.poke(ctx);
-                let fut = self.ctx.writer.write(move |conn| {
+                let write = move |conn: &mut DbConnection| {
                     sends::set_paused(conn, &id, pause, pause.then_some("paused by the client"))
-                });
-                Box::pin(fut.into_actor(self).map(|result, act, _| {
+                };
+                // On PostgreSQL the flag is one autocommitted statement on a pooled
+                // connection, not a job queued behind the writer's group in flight (which
+                // takes up to a few hundred ms while other sends dispatch). It changes only
+                // this send's row and waits for no other lock, so it cannot deadlock with
+                // the writer; a dispatch mark that commits first was granted before the
+                // pause, and one that comes after reads the new flag. On SQLite a second
+                // writer would wait for the writer's lock: there the job is queued.
+                let fut: Pin<Box<dyn Future<Output = Result<(), StorageError>>>> =
+                    if self.ctx.db.is_sqlite() {
+                        Box::pin(self.ctx.writer.write(write))
+                    } else {
+                        Box::pin(self.ctx.db.run(write))
+                    };
+                if pause {
+                    self.poke(ctx);
+                }
+                Box::pin(fut.into_actor(self).map(move |result, act, ctx| {
                     act.control_write_done();
                     result?;
+                    // A resumed send looks for due messages once the flag is stored: a
+                    // dispatch mark checks it, and would find the send still paused.
+                    if !pause {
+                        act.poke(ctx);
+                    }
                     Ok(ControlOutcome::Done)
                 }))
             }
