@@ -198,6 +198,31 @@ impl LoadAt {
     }
 }
 
+/// How the scan of a send's due messages finds a message put back to pending (a retry, a
+/// reset): `ScanRestart::Rewind`, scan again from the beginning, or keep scanning from where
+/// it is and look again at `LoadAt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanRestart {
+    Rewind,
+    Continue(LoadAt),
+}
+
+/// Where the scan goes once the message `id` is stored as pending again, due at `due` (unix
+/// ms). The scan reads due messages in `(due, id)` order from `cursor`, the key of the last
+/// one it read. A message that sorts at or before the cursor is behind it and would never be
+/// read again: the scan rewinds. That happens whenever the write commits late: a retry's time
+/// is chosen when Meta answers, and while the write waits (a busy writer, a conflict with
+/// another daemon) the scan may read messages due later. A read under way (`loading`) may
+/// still move the cursor past it, so it rewinds too (the page it brings then leaves the
+/// cursor alone). Otherwise the scan reaches it when it is due.
+pub fn after_requeue(cursor: (i64, i64), loading: bool, due: i64, id: i64) -> ScanRestart {
+    if loading || (due, id) <= cursor {
+        ScanRestart::Rewind
+    } else {
+        ScanRestart::Continue(LoadAt::At(due))
+    }
+}
+
 /// What the clock-driven decisions of a send depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -253,6 +278,31 @@ impl Timing {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_message_put_back_behind_the_scan_rewinds_it() {
+        let cursor = (1_000, 50);
+        // Due earlier than the last message read, or as early with a smaller id: behind.
+        assert_eq!(after_requeue(cursor, false, 900, 70), ScanRestart::Rewind);
+        assert_eq!(after_requeue(cursor, false, 1_000, 40), ScanRestart::Rewind);
+        assert_eq!(after_requeue(cursor, false, 1_000, 50), ScanRestart::Rewind);
+        // Ahead of the scan: found when due.
+        assert_eq!(
+            after_requeue(cursor, false, 1_000, 51),
+            ScanRestart::Continue(LoadAt::At(1_000))
+        );
+        assert_eq!(
+            after_requeue(cursor, false, 3_000, 1),
+            ScanRestart::Continue(LoadAt::At(3_000))
+        );
+        // A read under way may carry the cursor past it.
+        assert_eq!(after_requeue(cursor, true, 3_000, 1), ScanRestart::Rewind);
+        // A scan that has not started yet is at the beginning.
+        assert_eq!(
+            after_requeue((i64::MIN, 0), false, 0, 1),
+            ScanRestart::Continue(LoadAt::At(0))
+        );
+    }
+
     use super::*;
 
     const NOW: i64 = 1_767_225_600_000;

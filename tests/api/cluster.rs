@@ -468,7 +468,8 @@ impl Cluster {
             }
             assert!(
                 Instant::now() < deadline,
-                "the sends never finished: {statuses:#?}\n{}",
+                "the sends never finished: {statuses:#?}\n{}\n{}",
+                self.unfinished_in_the_database(),
                 (0..self.nodes.len())
                     .map(|i| self.log_of(i))
                     .collect::<Vec<_>>()
@@ -476,6 +477,44 @@ impl Cluster {
             );
             actix_web::rt::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// What the database holds of unfinished messages and of the leases (for a failure's
+    /// message: where a stuck send's messages are).
+    fn unfinished_in_the_database(&self) -> String {
+        use diesel::{Connection, QueryableByName, RunQueryDsl};
+        #[derive(QueryableByName)]
+        struct Line {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            line: String,
+        }
+        let Ok(mut conn) = diesel::PgConnection::establish(self.database.url()) else {
+            return "(the database could not be read)".into();
+        };
+        let queries = [
+            "SELECT concat_ws(' ', 'now', (extract(epoch FROM now()) * 1000)::bigint) AS line",
+            "SELECT concat_ws(' ', 'lease', portfolio_id, owner, epoch, expires_at) AS line \
+             FROM portfolio_leases ORDER BY portfolio_id",
+            "SELECT concat_ws(' ', 'unfinished', bulk_send_id, state, count(*), \
+             min(next_attempt_at), max(next_attempt_at), max(attempts), min(dispatched_at), \
+             max(dispatched_at), count(wamid)) AS line \
+             FROM messages WHERE state IN ('pending', 'dispatching') \
+             GROUP BY bulk_send_id, state ORDER BY 1",
+            "SELECT concat_ws(' ', 'message', id, bulk_send_id, seq, state, attempts, \
+             next_attempt_at, dispatched_at, wamid, error_code, error_message) AS line \
+             FROM messages WHERE state IN ('pending', 'dispatching') ORDER BY id LIMIT 20",
+        ];
+        let mut out = String::from("unfinished in the database:\n");
+        for query in queries {
+            match diesel::sql_query(query).load::<Line>(&mut conn) {
+                Ok(lines) => lines.into_iter().for_each(|l| {
+                    out.push_str(&l.line);
+                    out.push('\n');
+                }),
+                Err(err) => out.push_str(&format!("{query}: {err}\n")),
+            }
+        }
+        out
     }
 
     /// Every recipient reached Meta exactly once and every counter is exact.

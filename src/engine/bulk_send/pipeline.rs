@@ -13,7 +13,7 @@ use super::{
     OFFER_TARGET, PAGE, PIPELINE_DELAY,
 };
 use crate::domain::dispatch::{self, LimiterFeedback, SendEffect as DispatchEffect};
-use crate::domain::lifecycle::LoadAt;
+use crate::domain::lifecycle::{after_requeue, LoadAt, ScanRestart};
 use crate::engine::leases::Fence;
 use crate::engine::limiter::{Feedback, LimiterCall};
 use crate::engine::supervisor::ClaimFenced;
@@ -61,6 +61,9 @@ impl BulkSendActor {
                 Ok((page, next_due)) => {
                     // After a rewind during this load, look again at once.
                     let current = act.cursor_epoch == epoch;
+                    tracing::debug!(bulk_send_id = %act.id, loaded = page.len(), ?next_due,
+                        ?cursor, current, offered = act.offered.len(),
+                        in_flight = act.in_flight.len(), "Loaded due messages.");
                     if let (true, Some(next_due)) = (current, next_due) {
                         act.load_at = next_due.map_or(LoadAt::Never, LoadAt::At);
                         // Nothing pending left to load: the send may be finished.
@@ -149,6 +152,8 @@ impl BulkSendActor {
                 act.fenced_out(ctx);
             }
             Ok(DispatchMarks::Held) => {
+                tracing::debug!(bulk_send_id = %act.id, granted = granted.len(),
+                    "Nothing marked: the stored send is held.");
                 // The stored send is paused, cancelled or stopped by a change this actor has
                 // not followed yet: nothing was marked; take the stored flags.
                 act.marking -= granted.len();
@@ -157,6 +162,10 @@ impl BulkSendActor {
             Ok(DispatchMarks::Marked(marked)) => {
                 let marked: HashSet<i64> = marked.into_iter().collect();
                 let count = granted.len();
+                if marked.len() < count {
+                    tracing::debug!(bulk_send_id = %act.id, granted = count, marked = marked.len(),
+                        "Some granted messages were no longer pending.");
+                }
                 let batch: Vec<PendingMessage> = granted
                     .into_iter()
                     .filter(|m| marked.contains(&m.id))
@@ -173,6 +182,8 @@ impl BulkSendActor {
                 }
             }
             Err(err) if err.is_conflict() => {
+                tracing::debug!(bulk_send_id = %act.id, error = %err,
+                    "Marking messages met a conflict; they are offered again.");
                 // Undone by the database (a deadlock with another daemon's write): nothing was
                 // marked. The messages are offered again.
                 act.marking -= granted.len();
@@ -432,18 +443,21 @@ impl BulkSendActor {
                     ctx.run_later(CONFLICT_RETRY, |act, ctx| act.flush(ctx));
                 }
                 Ok(_) => {
-                    for (_, outcome) in &written {
-                        match outcome {
-                            // Messages put back to pending may sort before the scan's
-                            // position: scan again from the start. Messages already offered
-                            // are not offered twice, and marking is conditional, so none can
-                            // go out twice.
-                            Outcome::Reset { .. } => act.rewind(),
-                            // A retry is due later: look for due messages again then.
-                            Outcome::Retry {
+                    for (id, outcome) in &written {
+                        // Messages put back to pending: the scan reaches them when due, or
+                        // starts again from the beginning if they sort behind it. Messages
+                        // already offered are not offered twice, and marking is conditional,
+                        // so none can go out twice.
+                        let due = match outcome {
+                            Outcome::Reset { next_attempt_at }
+                            | Outcome::Retry {
                                 next_attempt_at, ..
-                            } => act.load_at = act.load_at.earliest(LoadAt::At(*next_attempt_at)),
-                            _ => {}
+                            } => *next_attempt_at,
+                            _ => continue,
+                        };
+                        match after_requeue(act.cursor, act.loading, due, *id) {
+                            ScanRestart::Rewind => act.rewind(),
+                            ScanRestart::Continue(at) => act.load_at = act.load_at.earliest(at),
                         }
                     }
                     act.maybe_settled = true;
@@ -472,6 +486,10 @@ impl BulkSendActor {
             .into_iter()
             .partition(|&(_, deadline)| deadline <= now);
         self.unknown = still;
+        if !due.is_empty() {
+            tracing::debug!(bulk_send_id = %self.id, messages = due.len(), ?policy,
+                "Unknown outcomes past their grace are reconciled.");
+        }
         for (id, _) in due {
             self.outcomes
                 .push((id, dispatch::reconcile(policy, &self.phase, now)));
