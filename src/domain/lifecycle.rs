@@ -278,31 +278,6 @@ impl Timing {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_message_put_back_behind_the_scan_rewinds_it() {
-        let cursor = (1_000, 50);
-        // Due earlier than the last message read, or as early with a smaller id: behind.
-        assert_eq!(after_requeue(cursor, false, 900, 70), ScanRestart::Rewind);
-        assert_eq!(after_requeue(cursor, false, 1_000, 40), ScanRestart::Rewind);
-        assert_eq!(after_requeue(cursor, false, 1_000, 50), ScanRestart::Rewind);
-        // Ahead of the scan: found when due.
-        assert_eq!(
-            after_requeue(cursor, false, 1_000, 51),
-            ScanRestart::Continue(LoadAt::At(1_000))
-        );
-        assert_eq!(
-            after_requeue(cursor, false, 3_000, 1),
-            ScanRestart::Continue(LoadAt::At(3_000))
-        );
-        // A read under way may carry the cursor past it.
-        assert_eq!(after_requeue(cursor, true, 3_000, 1), ScanRestart::Rewind);
-        // A scan that has not started yet is at the beginning.
-        assert_eq!(
-            after_requeue((i64::MIN, 0), false, 0, 1),
-            ScanRestart::Continue(LoadAt::At(0))
-        );
-    }
-
     use super::*;
 
     const NOW: i64 = 1_767_225_600_000;
@@ -511,5 +486,30 @@ mod tests {
         assert!(later.worth_checking_settled(&Phase::Running, NOW));
         let scheduled = timing(Some(NOW + 1_000), LoadAt::Now);
         assert!(scheduled.worth_checking_settled(&Phase::Running, NOW));
+    }
+
+    #[test]
+    fn a_message_put_back_behind_the_scan_rewinds_it() {
+        let cursor = (1_000, 50);
+        // Due earlier than the last message read, or as early with a smaller id: behind.
+        assert_eq!(after_requeue(cursor, false, 900, 70), ScanRestart::Rewind);
+        assert_eq!(after_requeue(cursor, false, 1_000, 40), ScanRestart::Rewind);
+        assert_eq!(after_requeue(cursor, false, 1_000, 50), ScanRestart::Rewind);
+        // Ahead of the scan: found when due.
+        assert_eq!(
+            after_requeue(cursor, false, 1_000, 51),
+            ScanRestart::Continue(LoadAt::At(1_000))
+        );
+        assert_eq!(
+            after_requeue(cursor, false, 3_000, 1),
+            ScanRestart::Continue(LoadAt::At(3_000))
+        );
+        // A read under way may carry the cursor past it.
+        assert_eq!(after_requeue(cursor, true, 3_000, 1), ScanRestart::Rewind);
+        // A scan that has not started yet is at the beginning.
+        assert_eq!(
+            after_requeue((i64::MIN, 0), false, 0, 1),
+            ScanRestart::Continue(LoadAt::At(0))
+        );
     }
 }
