@@ -117,52 +117,47 @@ async fn on_postgres_a_resume_is_not_queued_behind_a_blocked_writer() {
             "BEGIN; SELECT 1 FROM bulk_sends WHERE id = '{blocked}' FOR UPDATE;"
         ))
         .unwrap();
-    let cancel = actix_web::rt::spawn({
-        let (app, key) = (meta.app.address.clone(), meta.api_key.clone());
-        async move {
-            reqwest::Client::new()
-                .post(format!(
-                    "{app}/api/v1/meta-templates/bulk-sends/{blocked}/cancel/"
-                ))
-                .header("X-API-Key", key)
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    });
-    let mut watcher = diesel::PgConnection::establish(&url).unwrap();
-    let waiting_for_a_lock = diesel::dsl::sql::<diesel::sql_types::BigInt>(
-        "(SELECT count(*) FROM pg_stat_activity \
-          WHERE datname = current_database() AND wait_event_type = 'Lock')",
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while diesel::select(waiting_for_a_lock.clone())
-        .get_result::<i64>(&mut watcher)
-        .unwrap()
-        == 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cancel never waited"
+    let cancelled = std::cell::Cell::new(false);
+    let cancel = async {
+        let answer = control(&meta, &blocked, "cancel").await;
+        cancelled.set(true);
+        answer
+    };
+    let resume_while_held = async {
+        let mut watcher = diesel::PgConnection::establish(&url).unwrap();
+        let waiting_for_a_lock = diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM pg_stat_activity \
+              WHERE datname = current_database() AND wait_event_type = 'Lock')",
         );
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-
-    // The resume is answered while the writer still waits (were it queued behind the cancel,
-    // it would be answered only after the lock is released, that is never: the test fails).
-    let answer =
-        actix_web::rt::time::timeout(Duration::from_secs(60), control(&meta, &resumed, "resume"))
-            .await
-            .expect("the resume waited for the writer");
-    assert_eq!(answer.0, 200, "{:#}", answer.1);
-    assert_eq!(answer.1["paused"], false);
-    assert!(!cancel.is_finished(), "the writer was not held");
-
-    holder.batch_execute("ROLLBACK").unwrap();
-    assert_eq!(cancel.await.unwrap(), 200);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while diesel::select(waiting_for_a_lock.clone())
+            .get_result::<i64>(&mut watcher)
+            .unwrap()
+            == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cancel never waited"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The resume is answered while the writer still waits (were it queued behind the
+        // cancel, it would be answered only after the lock is released, that is never).
+        let answer = actix_web::rt::time::timeout(
+            Duration::from_secs(60),
+            control(&meta, &resumed, "resume"),
+        )
+        .await
+        .expect("the resume waited for the writer");
+        assert!(!cancelled.get(), "the writer was not held");
+        holder.batch_execute("ROLLBACK").unwrap();
+        answer
+    };
+    let ((cancel_status, _), (status, resumed_body)) =
+        futures_util::future::join(cancel, resume_while_held).await;
+    assert_eq!(status, 200, "{resumed_body:#}");
+    assert_eq!(resumed_body["paused"], false);
+    assert_eq!(cancel_status, 200);
     meta.app.clock.advance_ms(HOUR_MS);
     let s = meta
         .wait_status(&resumed, |s| s["status"] == "COMPLETED")

@@ -3,10 +3,8 @@
 //! answer, and a drain. `domain::lifecycle` decides; the actor withdraws its candidates, looks
 //! for due messages again, and writes what must be stored.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use actix::prelude::*;
+use futures_util::future::Either;
 
 use super::BulkSendActor;
 use crate::domain::lifecycle::{Change, ControlAction};
@@ -224,12 +222,11 @@ impl Handler<Control> for BulkSendActor {
                 // the writer; a dispatch mark that commits first was granted before the
                 // pause, and one that comes after reads the new flag. On SQLite a second
                 // writer would wait for the writer's lock: there the job is queued.
-                let fut: Pin<Box<dyn Future<Output = Result<(), StorageError>>>> =
-                    if self.ctx.db.is_sqlite() {
-                        Box::pin(self.ctx.writer.write(write))
-                    } else {
-                        Box::pin(self.ctx.db.run(write))
-                    };
+                let fut = if self.ctx.db.is_sqlite() {
+                    Either::Left(self.ctx.writer.write(write))
+                } else {
+                    Either::Right(self.ctx.db.run(write))
+                };
                 if pause {
                     self.poke(ctx);
                 }
