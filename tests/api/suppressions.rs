@@ -514,7 +514,12 @@ async fn a_131050_failure_suppresses_so_a_later_marketing_send_never_reaches_met
         spawn_with_meta_tweaked(move |sim| sim.marketing_stopped = vec![stopped], |_| {}).await;
     let (_, created) = meta.send_bulk(&welcome(NUMBER_250, &people)).await;
     assert_eq!(created["suppressed_recipients"], 0, "nothing known yet");
-    let s = meta.wait_finished(&id_of(&created)).await;
+    // Meta accepts the message, then its `failed` webhook comes: until that is applied the
+    // send may read COMPLETED, so the wait is for the failure to be counted.
+    let id = id_of(&created);
+    let s = meta
+        .wait_status(&id, |s| s["pending_count"] == 0 && s["failed_count"] == 1)
+        .await;
     assert_eq!(s["status"], "PARTIAL");
     assert_eq!(s["failed_count"], 1);
     meta.wait_suppression(&people[0], |e| e.is_some()).await;
