@@ -449,8 +449,13 @@ impl BulkSendActor {
                         // already offered are not offered twice, and marking is conditional,
                         // so none can go out twice.
                         let due = match outcome {
-                            Outcome::Reset { next_attempt_at }
-                            | Outcome::Retry {
+                            // A reset may find the message already put back by another node
+                            // (a fenced owner's own reset, due at its old time): always rescan.
+                            Outcome::Reset { .. } => {
+                                act.rewind();
+                                continue;
+                            }
+                            Outcome::Retry {
                                 next_attempt_at, ..
                             } => *next_attempt_at,
                             _ => continue,
