@@ -935,7 +935,7 @@ async fn bench_webhooks(args: &Args) -> anyhow::Result<()> {
             .db
             .write(move |conn| {
                 diesel::sql_query(format!(
-                    "UPDATE messages SET state = 'sent', wamid = 'wamid.bench.' || id WHERE bulk_send_id = '{id}'"
+                    "UPDATE messages SET state = 'sent', wamid = 'wamid.bench.' || id WHERE send_key = (SELECT send_key FROM bulk_sends WHERE id = '{id}')"
                 ))
                 .execute(conn)?;
                 diesel::sql_query(format!(
@@ -943,7 +943,7 @@ async fn bench_webhooks(args: &Args) -> anyhow::Result<()> {
                 ))
                 .execute(conn)?;
                 mindo_bulk::with_backend!(conn, |c| messages::table
-                    .filter(messages::bulk_send_id.eq(&id))
+                    .filter(mindo_bulk::storage::sends::of_send(&id))
                     .select(messages::id)
                     .load::<i64>(c))
                 .map_err(StorageError::from)

@@ -104,13 +104,14 @@ diesel::table! {
         started_at -> Nullable<BigInt>,
         completed_at -> Nullable<BigInt>,
         suppressed_count -> Integer,
+        send_key -> BigInt,
     }
 }
 
 diesel::table! {
     messages (id) {
         id -> BigInt,
-        bulk_send_id -> Text,
+        send_key -> BigInt,
         seq -> Integer,
         recipient -> Text,
         variables -> Text,
@@ -194,9 +195,9 @@ diesel::joinable!(bulk_sends -> tenants (tenant_id));
 diesel::joinable!(bulk_sends -> api_keys (api_key_id));
 diesel::joinable!(bulk_sends -> phone_numbers (phone_number_id));
 diesel::joinable!(bulk_sends -> templates (template_id));
-// No foreign key backs this one (migration 2026-11-30-220000): messages are only ever
-// inserted with their send.
-diesel::joinable!(messages -> bulk_sends (bulk_send_id));
+// messages.send_key is bulk_sends.send_key, not the send's primary key, and no foreign key
+// backs it (migrations 2026-11-30-220000, 2026-12-01-060000): messages are only ever inserted
+// with their send.
 diesel::joinable!(idempotency_keys -> tenants (tenant_id));
 diesel::joinable!(callback_events -> bulk_sends (bulk_send_id));
 diesel::joinable!(callback_events -> tenants (tenant_id));

@@ -321,7 +321,7 @@ impl Listed {
 /// touched.
 ///
 /// `messages` has no index on the recipient (every index on it costs every create); the
-/// update goes through `messages_due`'s `bulk_send_id` prefix, i.e. it reads the unfinished
+/// update goes through `messages_due`'s `send_key` prefix, i.e. it reads the unfinished
 /// sends' messages once per batch of phones, not once per phone.
 fn suppress_queued(
     conn: &mut DbConnection,
@@ -365,7 +365,7 @@ fn suppress_queued(
             for (reason, phones) in by_reason {
                 moved += diesel::update(
                     messages::table
-                        .filter(messages::bulk_send_id.eq(&send_id))
+                        .filter(crate::storage::sends::of_send(&send_id))
                         .filter(messages::recipient.eq_any(&phones))
                         .filter(messages::state.eq(step.from().as_str())),
                 )
@@ -563,7 +563,7 @@ pub fn message_owner(
 ) -> Result<Option<(i64, String)>, StorageError> {
     if let Some(id) = message_id {
         let found: Option<(Option<String>, i64, String)> = messages::table
-            .inner_join(bulk_sends::table)
+            .inner_join(bulk_sends::table.on(bulk_sends::send_key.eq(messages::send_key)))
             .filter(messages::id.eq(id))
             .select((messages::wamid, bulk_sends::tenant_id, messages::recipient))
             .first(conn)
@@ -575,7 +575,7 @@ pub fn message_owner(
         }
     }
     Ok(messages::table
-        .inner_join(bulk_sends::table)
+        .inner_join(bulk_sends::table.on(bulk_sends::send_key.eq(messages::send_key)))
         .filter(messages::wamid.eq(wamid))
         .select((bulk_sends::tenant_id, messages::recipient))
         .first(conn)

@@ -495,12 +495,14 @@ impl Cluster {
             "SELECT concat_ws(' ', 'now', (extract(epoch FROM now()) * 1000)::bigint) AS line",
             "SELECT concat_ws(' ', 'lease', portfolio_id, owner, epoch, expires_at) AS line \
              FROM portfolio_leases ORDER BY portfolio_id",
-            "SELECT concat_ws(' ', 'unfinished', bulk_send_id, state, count(*), \
+            "SELECT concat_ws(' ', 'unfinished', send_key, state, count(*), \
              min(next_attempt_at), max(next_attempt_at), max(attempts), min(dispatched_at), \
              max(dispatched_at), count(wamid)) AS line \
              FROM messages WHERE state IN ('pending', 'dispatching') \
-             GROUP BY bulk_send_id, state ORDER BY 1",
-            "SELECT concat_ws(' ', 'message', id, bulk_send_id, seq, state, attempts, \
+             GROUP BY send_key, state ORDER BY 1",
+            "SELECT concat_ws(' ', 'send', send_key, id, status, paused, pending_count) AS line \
+             FROM bulk_sends WHERE pending_count > 0 ORDER BY send_key",
+            "SELECT concat_ws(' ', 'message', id, send_key, seq, state, attempts, \
              next_attempt_at, dispatched_at, wamid, error_code, error_message) AS line \
              FROM messages WHERE state IN ('pending', 'dispatching') ORDER BY id LIMIT 20",
         ];

@@ -163,3 +163,117 @@ fn dropping_the_send_foreign_key_keeps_every_message() {
         );
     }
 }
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct KeyedMessage {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    send: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    seq: i32,
+}
+
+/// Naming a message's send by a number: every send already stored gets its own key, every
+/// message the key of its send, with its id and position kept; a new send gets a key of its
+/// own after them.
+#[test]
+fn the_send_key_replaces_the_send_id_in_messages() {
+    let database = TestDatabase::create();
+    let db = Db::connect(database.url(), 1).unwrap();
+    let mut pooled = db.get().unwrap();
+    let conn: &mut DbConnection = &mut pooled;
+    let set = || migrations_of(&database);
+    let names: Vec<String> = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&set())
+        .unwrap()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    let at = names
+        .iter()
+        .position(|n| n.ends_with("_messages_send_key"))
+        .expect("the migration exists");
+    for _ in 0..at {
+        conn.run_next_migration(set()).unwrap();
+    }
+    // The sends' tenant, key, number and template are not stored: foreign keys are
+    // switched off while the rows are written.
+    let off = match conn {
+        DbConnection::Sqlite(_) => "PRAGMA foreign_keys = OFF",
+        DbConnection::Postgres(_) => "SET session_replication_role = replica",
+    };
+    let send = |id: &str| {
+        format!(
+            "INSERT INTO bulk_sends (id, tenant_id, api_key_id, phone_number_id, template_id, \
+             task_id, status, total_submitted, unique_recipients, invalid_recipients, \
+             pending_count, estimated_time_minutes, created_at) \
+             VALUES ('{id}', 1, 1, 1, 1, 't', 'PROCESSING', 2, 2, 0, 2, 0, 0)"
+        )
+    };
+    let messages = "INSERT INTO messages (id, bulk_send_id, seq, recipient, variables, \
+                    button_variables, state, next_attempt_at) VALUES \
+                    (7, 'a', 0, '+34600000001', '{}', '{}', 'pending', 5), \
+                    (8, 'b', 0, '+34600000002', '{}', '{}', 'pending', 5), \
+                    (9, 'a', 1, '+34600000003', '{}', '{}', 'sent', 5)";
+    with_backend!(conn, |c| {
+        diesel::sql_query(off).execute(c).unwrap();
+        diesel::sql_query(send("a")).execute(c).unwrap();
+        diesel::sql_query(send("b")).execute(c).unwrap();
+        diesel::sql_query(messages).execute(c).unwrap();
+    });
+    conn.run_next_migration(set()).unwrap();
+    let read = "SELECT m.id, b.id AS send, m.seq FROM messages AS m \
+                JOIN bulk_sends AS b ON b.send_key = m.send_key ORDER BY m.id";
+    let kept: Vec<KeyedMessage> = with_backend!(conn, |c| diesel::sql_query(read).load(c)).unwrap();
+    let message = |id, send: &str, seq| KeyedMessage {
+        id,
+        send: send.into(),
+        seq,
+    };
+    assert_eq!(
+        kept,
+        vec![message(7, "a", 0), message(8, "b", 0), message(9, "a", 1)]
+    );
+    // Later migrations, then a send created as the service creates one: a key of its own.
+    conn.run_pending_migrations(set()).unwrap();
+    use mindo_bulk::storage::sends::{self, NewMessage, NewSend};
+    let new = NewSend {
+        id: "c".into(),
+        tenant_id: 1,
+        api_key_id: 1,
+        phone_number_id: 1,
+        template_id: 1,
+        task_id: "t".into(),
+        total_submitted: 1,
+        invalid_recipients: 0,
+        estimated_time_minutes: 0.0,
+        callback_url: None,
+        scheduled_at: None,
+        created_at: 0,
+    };
+    let recipient = NewMessage {
+        recipient: "+34600000004".into(),
+        variables: "{}".into(),
+        button_variables: "{}".into(),
+        suppressed: None,
+    };
+    mindo_bulk::storage::conn::write_transaction(conn, |c| {
+        sends::insert_send(c, &new, vec![recipient], 5)
+    })
+    .unwrap();
+    let keys: Vec<KeyedMessage> = with_backend!(conn, |c| diesel::sql_query(
+        "SELECT send_key AS id, id AS send, 0 AS seq FROM bulk_sends ORDER BY id"
+    )
+    .load(c))
+    .unwrap();
+    let (a, b, c) = (keys[0].id, keys[1].id, keys[2].id);
+    assert!(a != b && c > a && c > b, "keys {keys:?}");
+    let (_, listed) = sends::messages_page(conn, "c", None, 0, 10).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].recipient, "+34600000004");
+    let (_, listed) = sends::messages_page(conn, "a", None, 0, 10).unwrap();
+    assert_eq!(
+        listed.iter().map(|m| (m.id, m.seq)).collect::<Vec<_>>(),
+        vec![(7, 0), (9, 1)]
+    );
+}

@@ -134,7 +134,7 @@ async fn a_batch_of_webhook_statuses_is_applied_in_order_and_written_once() {
     let mut conn = meta.app.db.get().unwrap();
     // Both messages sent (as the engine would record it).
     let ids: Vec<i64> = messages::table
-        .filter(messages::bulk_send_id.eq(&id))
+        .filter(sends::of_send(&id))
         .order(messages::id)
         .select(messages::id)
         .load(&mut conn)
@@ -185,7 +185,7 @@ async fn a_batch_of_webhook_statuses_is_applied_in_order_and_written_once() {
     assert_eq!(applied.touched_sends, vec![id.clone()]);
     type Funnel = (String, Option<i64>, Option<i64>, Option<i64>);
     let rows: Vec<Funnel> = messages::table
-        .filter(messages::bulk_send_id.eq(&id))
+        .filter(sends::of_send(&id))
         .order(messages::id)
         .select((
             messages::state,

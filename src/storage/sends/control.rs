@@ -23,7 +23,7 @@ pub fn cancel_send(
     let step = EngineStep::CancelPending;
     let n = diesel::update(
         messages::table
-            .filter(messages::bulk_send_id.eq(send_id))
+            .filter(of_send(send_id))
             .filter(messages::state.eq(step.from().as_str())),
     )
     .set(messages::state.eq(step.to().as_str()))
@@ -51,7 +51,7 @@ pub fn stop_send(
     let step = EngineStep::StopPending;
     let n = diesel::update(
         messages::table
-            .filter(messages::bulk_send_id.eq(send_id))
+            .filter(of_send(send_id))
             .filter(messages::state.eq(step.from().as_str())),
     )
     .set((

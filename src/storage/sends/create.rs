@@ -32,7 +32,19 @@ pub fn insert_send(
     let status = derive_status(&counters, false, false, false);
     let completed_at = status.is_finished().then_some(send.created_at);
     let n = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
-    diesel::insert_into(bulk_sends::table)
+    // The send's key: PostgreSQL's identity column gives it (several daemons may create at
+    // once); SQLite has one writer, so the largest so far plus one is free.
+    let sqlite_key = match conn {
+        DbConnection::Sqlite(c) => Some(
+            bulk_sends::table
+                .select(diesel::dsl::max(bulk_sends::send_key))
+                .first::<Option<i64>>(c)?
+                .unwrap_or(0)
+                + 1,
+        ),
+        DbConnection::Postgres(_) => None,
+    };
+    let send_key: i64 = diesel::insert_into(bulk_sends::table)
         .values((
             bulk_sends::id.eq(&send.id),
             bulk_sends::tenant_id.eq(send.tenant_id),
@@ -51,12 +63,14 @@ pub fn insert_send(
             bulk_sends::callback_url.eq(&send.callback_url),
             bulk_sends::scheduled_at.eq(send.scheduled_at),
             bulk_sends::created_at.eq(send.created_at),
+            sqlite_key.map(|key| bulk_sends::send_key.eq(key)),
         ))
-        .execute(conn)?;
+        .returning(bulk_sends::send_key)
+        .get_result(conn)?;
     let mut rows = recipients
         .into_iter()
         .enumerate()
-        .map(|(seq, m)| message_row(&send.id, seq, m, due_at));
+        .map(|(seq, m)| message_row(send_key, seq, m, due_at));
     // PostgreSQL: one binary COPY for every message.
     if let DbConnection::Postgres(pg) = conn {
         diesel::copy_from(messages::table)
@@ -90,7 +104,7 @@ pub fn insert_send(
 
 /// The columns of one new `messages` row.
 type NewMessageRow = (
-    diesel::dsl::Eq<messages::bulk_send_id, String>,
+    diesel::dsl::Eq<messages::send_key, i64>,
     diesel::dsl::Eq<messages::seq, i32>,
     diesel::dsl::Eq<messages::recipient, String>,
     diesel::dsl::Eq<messages::variables, String>,
@@ -101,13 +115,13 @@ type NewMessageRow = (
 );
 
 /// One `messages` row of a new send, `seq` being its position in the request.
-fn message_row(send_id: &str, seq: usize, m: NewMessage, due_at: i64) -> NewMessageRow {
+fn message_row(send_key: i64, seq: usize, m: NewMessage, due_at: i64) -> NewMessageRow {
     let state = match m.suppressed {
         Some(_) => MessageState::Suppressed,
         None => MessageState::Pending,
     };
     (
-        messages::bulk_send_id.eq(send_id.to_owned()),
+        messages::send_key.eq(send_key),
         messages::seq.eq(i32::try_from(seq).unwrap_or(i32::MAX)),
         messages::recipient.eq(m.recipient),
         messages::variables.eq(m.variables),

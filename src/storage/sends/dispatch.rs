@@ -26,7 +26,7 @@ pub fn due_pending(
 ) -> Result<Vec<PendingMessage>, StorageError> {
     let (after_at, after_id) = cursor;
     Ok(messages::table
-        .filter(messages::bulk_send_id.eq(send_id))
+        .filter(of_send(send_id))
         .filter(messages::state.eq(MessageState::Pending.as_str()))
         .filter(messages::next_attempt_at.le(now_ms))
         .filter(
@@ -50,7 +50,7 @@ pub fn next_due_after(
     now_ms: i64,
 ) -> Result<Option<i64>, StorageError> {
     Ok(messages::table
-        .filter(messages::bulk_send_id.eq(send_id))
+        .filter(of_send(send_id))
         .filter(messages::state.eq(MessageState::Pending.as_str()))
         .filter(messages::next_attempt_at.gt(now_ms))
         .select(diesel::dsl::min(messages::next_attempt_at))
@@ -63,7 +63,7 @@ pub fn dispatching_messages(
     send_id: &str,
 ) -> Result<Vec<DispatchingMessage>, StorageError> {
     Ok(messages::table
-        .filter(messages::bulk_send_id.eq(send_id))
+        .filter(of_send(send_id))
         .filter(messages::state.eq(MessageState::Dispatching.as_str()))
         .order(messages::id)
         .select(DispatchingMessage::as_select())

@@ -65,6 +65,8 @@ pub struct BulkSendRow {
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
     pub suppressed_count: i32,
+    /// The number its messages name it by (`messages.send_key`).
+    pub send_key: i64,
 }
 
 impl BulkSendRow {
@@ -212,6 +214,17 @@ pub use crate::domain::message::CounterDelta;
 
 /// How a dispatch attempt ended (decided in `domain::dispatch`).
 pub use crate::domain::dispatch::Outcome;
+
+/// The messages of the send `send_id`. They name their send by its `send_key`, read here by
+/// the send's id in a scalar subquery that the database evaluates once, so the indexes that
+/// begin with the key (`messages_due`, `messages_send_seq`) serve the rest of the query.
+#[diesel::dsl::auto_type]
+pub fn of_send<'a>(send_id: &'a str) -> _ {
+    messages::send_key.nullable().eq(bulk_sends::table
+        .filter(bulk_sends::id.eq(send_id))
+        .select(bulk_sends::send_key)
+        .single_value())
+}
 
 /// One message, if it is still in `state` (every engine update names the state it expects).
 #[diesel::dsl::auto_type]

@@ -127,12 +127,8 @@ pub fn messages_page(
     offset: i64,
     limit: i64,
 ) -> Result<(i64, Vec<MessageRow>), StorageError> {
-    let mut count_q = messages::table
-        .filter(messages::bulk_send_id.eq(send_id))
-        .into_boxed();
-    let mut rows_q = messages::table
-        .filter(messages::bulk_send_id.eq(send_id))
-        .into_boxed();
+    let mut count_q = messages::table.filter(of_send(send_id)).into_boxed();
+    let mut rows_q = messages::table.filter(of_send(send_id)).into_boxed();
     if let Some(states) = states {
         count_q = count_q.filter(messages::state.eq_any(states.to_vec()));
         rows_q = rows_q.filter(messages::state.eq_any(states.to_vec()));
@@ -155,7 +151,7 @@ pub fn messages_after(
     limit: i64,
 ) -> Result<Vec<MessageRow>, StorageError> {
     Ok(messages::table
-        .filter(messages::bulk_send_id.eq(send_id))
+        .filter(of_send(send_id))
         .filter(messages::seq.gt(after_seq))
         .order(messages::seq)
         .limit(limit)

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::*;
 use crate::domain::message::{apply_webhook, FailureSource, MessageState, WebhookStatus};
-use crate::storage::schema::messages;
+use crate::storage::schema::{bulk_sends, messages};
 use crate::storage::{status, DbConnection, StorageError};
 
 /// A status update from a Meta webhook, resolved to our message where possible.
@@ -68,12 +68,16 @@ pub fn apply_status_updates(
             result.duplicates += row.moves;
             continue;
         }
-        match deltas.iter_mut().find(|(s, _)| *s == row.bulk_send_id) {
+        // Every message read has its send (`Batch::read`).
+        let Some(send_id) = batch.sends.get(&row.send_key) else {
+            continue;
+        };
+        match deltas.iter_mut().find(|(s, _)| s == send_id) {
             Some((_, d)) => d.moved(row.read_state, row.now.state),
             None => {
                 let mut d = CounterDelta::default();
                 d.moved(row.read_state, row.now.state);
-                deltas.push((row.bulk_send_id.clone(), d));
+                deltas.push((send_id.clone(), d));
             }
         }
     }
@@ -90,7 +94,7 @@ pub fn apply_status_updates(
 #[diesel(table_name = messages)]
 struct StoredMessage {
     id: i64,
-    bulk_send_id: String,
+    send_key: i64,
     state: String,
     wamid: Option<String>,
     sent_at: Option<i64>,
@@ -117,7 +121,7 @@ struct Columns {
 /// A message of the batch: as read, and as the updates so far leave it.
 struct Row {
     id: i64,
-    bulk_send_id: String,
+    send_key: i64,
     read_state: MessageState,
     now: Columns,
     /// Updates of the batch that moved it.
@@ -134,6 +138,8 @@ enum Applied {
 struct Batch {
     rows: HashMap<i64, Row>,
     by_wamid: HashMap<String, i64>,
+    /// The id of each send the messages belong to, by its `send_key`.
+    sends: HashMap<i64, String>,
 }
 
 impl Batch {
@@ -146,6 +152,7 @@ impl Batch {
         let mut batch = Batch {
             rows: HashMap::new(),
             by_wamid: HashMap::new(),
+            sends: HashMap::new(),
         };
         let mut ids: Vec<i64> = updates.iter().filter_map(|u| u.message_id).collect();
         ids.sort_unstable();
@@ -183,6 +190,24 @@ impl Batch {
             };
             batch.add(found);
         }
+        let mut keys: Vec<i64> = batch.rows.values().map(|r| r.send_key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for chunk in keys.chunks(READ_CHUNK) {
+            let sends: Vec<(i64, String)> = bulk_sends::table
+                .filter(bulk_sends::send_key.eq_any(chunk))
+                .select((bulk_sends::send_key, bulk_sends::id))
+                .load(conn)?;
+            batch.sends.extend(sends);
+        }
+        // A message whose send is not stored (none is ever deleted) is as unknown as a
+        // wamid we never sent: its counters could not be kept.
+        let sends = &batch.sends;
+        batch
+            .rows
+            .retain(|_, row| sends.contains_key(&row.send_key));
+        let rows = &batch.rows;
+        batch.by_wamid.retain(|_, id| rows.contains_key(id));
         Ok(batch)
     }
 
@@ -196,7 +221,7 @@ impl Batch {
             }
             self.rows.entry(m.id).or_insert(Row {
                 id: m.id,
-                bulk_send_id: m.bulk_send_id,
+                send_key: m.send_key,
                 read_state: state,
                 now: Columns {
                     state,
@@ -221,7 +246,7 @@ impl Batch {
                 update
                     .send_id
                     .as_deref()
-                    .is_none_or(|send| send == row.bulk_send_id)
+                    .is_none_or(|send| self.sends.get(&row.send_key).is_some_and(|s| s == send))
                     && row.now.wamid.as_deref().is_none_or(|w| w == update.wamid)
             })
         });
