@@ -51,6 +51,31 @@ fn migrations_of(database: &TestDatabase) -> diesel_migrations::EmbeddedMigratio
     }
 }
 
+/// Applies every migration before the one whose name ends with `suffix`.
+fn migrate_to_before(conn: &mut DbConnection, database: &TestDatabase, suffix: &str) {
+    let names: Vec<String> =
+        MigrationSource::<diesel::sqlite::Sqlite>::migrations(&migrations_of(database))
+            .unwrap()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+    let at = names
+        .iter()
+        .position(|n| n.ends_with(suffix))
+        .expect("the migration exists");
+    for _ in 0..at {
+        conn.run_next_migration(migrations_of(database)).unwrap();
+    }
+}
+
+/// The statement that switches foreign key checks off for this connection.
+fn foreign_keys_off(conn: &DbConnection) -> &'static str {
+    match conn {
+        DbConnection::Sqlite(_) => "PRAGMA foreign_keys = OFF",
+        DbConnection::Postgres(_) => "SET session_replication_role = replica",
+    }
+}
+
 #[test]
 fn every_down_reverses_its_up() {
     let database = TestDatabase::create();
@@ -108,23 +133,9 @@ fn dropping_the_send_foreign_key_keeps_every_message() {
     let mut pooled = db.get().unwrap();
     let conn: &mut DbConnection = &mut pooled;
     let set = || migrations_of(&database);
-    let names: Vec<String> = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&set())
-        .unwrap()
-        .iter()
-        .map(|m| m.name().to_string())
-        .collect();
-    let at = names
-        .iter()
-        .position(|n| n.ends_with("_messages_without_send_foreign_key"))
-        .expect("the migration exists");
-    for _ in 0..at {
-        conn.run_next_migration(set()).unwrap();
-    }
+    migrate_to_before(conn, &database, "_messages_without_send_foreign_key");
     // The messages' send is not stored: the key is switched off while they are written.
-    let off = match conn {
-        DbConnection::Sqlite(_) => "PRAGMA foreign_keys = OFF",
-        DbConnection::Postgres(_) => "SET session_replication_role = replica",
-    };
+    let off = foreign_keys_off(conn);
     let insert = "INSERT INTO messages (id, bulk_send_id, seq, recipient, variables, \
                   button_variables, state, next_attempt_at, wamid) VALUES \
                   (41, 's', 0, '+34600000001', '{}', '{}', 'sent', 5, 'wamid.1'), \
@@ -184,24 +195,10 @@ fn the_send_key_replaces_the_send_id_in_messages() {
     let mut pooled = db.get().unwrap();
     let conn: &mut DbConnection = &mut pooled;
     let set = || migrations_of(&database);
-    let names: Vec<String> = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&set())
-        .unwrap()
-        .iter()
-        .map(|m| m.name().to_string())
-        .collect();
-    let at = names
-        .iter()
-        .position(|n| n.ends_with("_messages_send_key"))
-        .expect("the migration exists");
-    for _ in 0..at {
-        conn.run_next_migration(set()).unwrap();
-    }
+    migrate_to_before(conn, &database, "_messages_send_key");
     // The sends' tenant, key, number and template are not stored: foreign keys are
     // switched off while the rows are written.
-    let off = match conn {
-        DbConnection::Sqlite(_) => "PRAGMA foreign_keys = OFF",
-        DbConnection::Postgres(_) => "SET session_replication_role = replica",
-    };
+    let off = foreign_keys_off(conn);
     let send = |id: &str| {
         format!(
             "INSERT INTO bulk_sends (id, tenant_id, api_key_id, phone_number_id, template_id, \
