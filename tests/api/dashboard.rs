@@ -2,7 +2,8 @@
 //! `tests/browser/dashboard.cjs` (a small node script; `.ci/browser-deps.sh` installs both).
 //! The page is opened, the key entered, a send submitted through the API followed to
 //! COMPLETED with its counts without a reload, paused and resumed from the page, a failed
-//! message shown with Meta's error; the screenshot is `target/dashboard.png`.
+//! message shown with Meta's error and a suppressed recipient counted apart; the screenshot
+//! is `target/dashboard.png`.
 //!
 //! Without `/usr/bin/chromium` the test is skipped with a message, unless `CI` is set: in CI
 //! it must run.

@@ -99,8 +99,14 @@ async function main() {
     check(status.body.status === "COMPLETED" && status.body.sent_count === recipients, `the API says ${JSON.stringify(status.body)}`);
 
     // A send with a recipient that is not on WhatsApp: Meta fails it by webhook (131026),
-    // and its detail lists the failure with Meta's error.
-    const partial = await submit(["+5491150000000", "+14155550100"]);
+    // and its detail lists the failure with Meta's error. A third recipient is on the
+    // tenant's suppression list: never sent, counted apart on the card.
+    const listed = await api("/api/v1/suppressions/", {
+      method: "POST",
+      body: JSON.stringify({ phones: ["+5491150000001"], reason: "asked us to stop" }),
+    });
+    check(listed.status === 200, `suppressions answered ${listed.status}: ${JSON.stringify(listed.body)}`);
+    const partial = await submit(["+5491150000000", "+14155550100", "+5491150000001"]);
     await page.locator(`#send-title-${partial}`).click();
     await page.locator(`#detail[data-status="PARTIAL"]`).waitFor();
     const failedRow = page.locator("#failed-rows tr").filter({ hasText: "+14155550100" });
@@ -111,6 +117,11 @@ async function main() {
       (await page.locator(`[data-send="${partial}"] [data-count="failed"]`).textContent()) === "1 failed",
       "the card counts the failure",
     );
+    check(
+      (await page.locator(`[data-send="${partial}"] [data-count="suppressed"]`).textContent()) === "1 suppressed",
+      "the card counts the suppressed recipient",
+    );
+    check((await card.locator('[data-count="suppressed"]').count()) === 0, "a send without suppressions shows none");
     check(await page.evaluate(() => window.__noReload === true), "the page was not reloaded");
     const points = await page.locator("#chart polyline").count();
     check(points === 4, `four funnel lines in the chart, got ${points}`);

@@ -236,7 +236,7 @@ function progress(send, labelId) {
 }
 
 function funnel(send) {
-  return el(
+  const list = el(
     "ul",
     { class: "funnel", "aria-label": "Funnel" },
     el("li", { class: "sent", "data-count": "sent", text: `${fmt(send.sent_count)} sent` }),
@@ -244,6 +244,11 @@ function funnel(send) {
     el("li", { "data-count": "read", text: `${fmt(send.read_count)} read` }),
     el("li", { class: "failed", "data-count": "failed", text: `${fmt(send.failed_count)} failed` }),
   );
+  // Recipients never sent: shown only when there are some.
+  for (const [what, n] of [["suppressed", send.suppressed_count], ["cancelled", send.cancelled_count]]) {
+    if (n > 0) list.append(el("li", { "data-count": what, text: `${fmt(n)} ${what}` }));
+  }
+  return list;
 }
 
 function sendCard(send) {
