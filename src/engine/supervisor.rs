@@ -479,17 +479,25 @@ impl Handler<RouteControl> for JobSupervisor {
                 Ok(_) => Ok(Target::Settled),
                 Err(err) => Err(err),
             };
-            let (writer, now) = (act.ctx.writer.clone(), act.ctx.clock.now_ms());
+            let (writer, db) = (act.ctx.writer.clone(), act.ctx.db.clone());
+            let now = act.ctx.clock.now_ms();
             async move {
                 match target {
                     Ok(Target::Actor(addr)) => addr.send(msg.control).await.ok(),
                     Ok(Target::Stored) => {
                         let (id, action) = (msg.id, msg.control.0);
-                        Some(
-                            writer
-                                .write(move |conn| control_stored(conn, &id, action, now))
-                                .await,
-                        )
+                        let write = move |conn: &mut crate::storage::DbConnection| {
+                            control_stored(conn, &id, action, now)
+                        };
+                        // A pause or resume changes only the send's row and appends to the
+                        // feed: a transaction of its own on a pooled connection, as the
+                        // owner's actor does it, not a job queued behind this node's writer.
+                        // A cancel moves the send's messages: a writer job, like the owner's.
+                        Some(if action == ControlAction::Cancel {
+                            writer.write(write).await
+                        } else {
+                            db.write(write).await
+                        })
                     }
                     Ok(Target::Settled) => None,
                     Err(err) => Some(Err(err)),
