@@ -147,7 +147,8 @@ impl Batch {
     /// the rows are locked (`FOR UPDATE`, in id order) until the write commits: several
     /// daemons apply webhooks and outcomes at once, and the fold below must not decide on a
     /// state another transaction is changing (its guarded write would then match nothing and
-    /// the status be lost). SQLite has one writer.
+    /// the status be lost). SQLite has one writer. Then the ids of their sends, by the
+    /// `send_key` the messages name them with (not locked: a send's key and id never change).
     fn read(conn: &mut DbConnection, updates: &[StatusUpdate]) -> Result<Batch, StorageError> {
         let mut batch = Batch {
             rows: HashMap::new(),
