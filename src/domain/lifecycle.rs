@@ -199,23 +199,23 @@ impl LoadAt {
 }
 
 /// How the scan of a send's due messages finds a retry, a message put back to pending with a
-/// later due time: `ScanRestart::Rewind`, scan again from the beginning, or keep scanning from where
-/// it is and look again at `LoadAt`.
+/// later due time: `ScanRestart::Rewind`, scan again from the beginning, or keep scanning
+/// from where it is and look again at `LoadAt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanRestart {
     Rewind,
     Continue(LoadAt),
 }
 
-/// Where the scan goes once the retry of message `id` is stored as pending again, due at
-/// `due` (unix ms). (A reset, a message another daemon may already have put back at its old
-/// time, always rewinds; the engine does not ask this.) The scan reads due messages in `(due, id)` order from `cursor`, the key of the last
-/// one it read. A message that sorts at or before the cursor is behind it and would never be
-/// read again: the scan rewinds. That happens whenever the write commits late: a retry's time
-/// is chosen when Meta answers, and while the write waits (a busy writer, a conflict with
-/// another daemon) the scan may read messages due later. A read under way (`loading`) may
-/// still move the cursor past it, so it rewinds too (the page it brings then leaves the
-/// cursor alone). Otherwise the scan reaches it when it is due.
+/// Where the scan goes once the retry of message `id` is stored as pending again, due at `due`
+/// (unix ms). (A reset, a message another daemon may already have put back at its old time,
+/// always rewinds; the engine does not ask this.) The scan reads due messages in `(due, id)`
+/// order from `cursor`, the key of the last one it read. A message that sorts at or before the
+/// cursor is behind it and would never be read again: the scan rewinds. That happens whenever
+/// the write commits late: a retry's time is chosen when Meta answers, and while the write
+/// waits (a busy writer, a conflict with another daemon) the scan may read messages due later.
+/// A read under way (`loading`) may still move the cursor past it, so it rewinds too (the page
+/// it brings then leaves the cursor alone). Otherwise the scan reaches it when it is due.
 pub fn after_requeue(cursor: (i64, i64), loading: bool, due: i64, id: i64) -> ScanRestart {
     if loading || (due, id) <= cursor {
         ScanRestart::Rewind

@@ -28,7 +28,7 @@ use super::EngineContext;
 use crate::meta::client::GraphClient;
 use crate::storage::cluster::{self, ClusterEvent, SendOwner};
 use crate::storage::sends;
-use crate::storage::StorageError;
+use crate::storage::{DbConnection, StorageError};
 use crate::telemetry;
 
 /// How often a cluster node reads the change feed.
@@ -486,9 +486,8 @@ impl Handler<RouteControl> for JobSupervisor {
                     Ok(Target::Actor(addr)) => addr.send(msg.control).await.ok(),
                     Ok(Target::Stored) => {
                         let (id, action) = (msg.id, msg.control.0);
-                        let write = move |conn: &mut crate::storage::DbConnection| {
-                            control_stored(conn, &id, action, now)
-                        };
+                        let write =
+                            move |conn: &mut DbConnection| control_stored(conn, &id, action, now);
                         // A pause or resume changes only the send's row and appends to the
                         // feed: a transaction of its own on a pooled connection, as the
                         // owner's actor does it, not a job queued behind this node's writer.
@@ -515,7 +514,7 @@ const WEBHOOK_CONFLICT_RETRIES: u32 = 3;
 /// A control of a send another node runs, applied to the stored send (the same writes its
 /// actor makes) and announced on the feed, in one transaction.
 fn control_stored(
-    conn: &mut crate::storage::DbConnection,
+    conn: &mut DbConnection,
     id: &str,
     action: ControlAction,
     now: i64,

@@ -258,12 +258,13 @@ fn the_send_key_replaces_the_send_id_in_messages() {
         sends::insert_send(c, &new, vec![recipient], 5)
     })
     .unwrap();
-    let keys: Vec<KeyedMessage> = with_backend!(conn, |c| diesel::sql_query(
-        "SELECT send_key AS id, id AS send, 0 AS seq FROM bulk_sends ORDER BY id"
-    )
-    .load(c))
-    .unwrap();
-    let (a, b, c) = (keys[0].id, keys[1].id, keys[2].id);
+    use mindo_bulk::storage::schema::bulk_sends;
+    let keys: Vec<i64> = bulk_sends::table
+        .order(bulk_sends::id)
+        .select(bulk_sends::send_key)
+        .load(conn)
+        .unwrap();
+    let (a, b, c) = (keys[0], keys[1], keys[2]);
     assert!(a != b && c > a && c > b, "keys {keys:?}");
     let (_, listed) = sends::messages_page(conn, "c", None, 0, 10).unwrap();
     assert_eq!(listed.len(), 1);

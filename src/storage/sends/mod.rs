@@ -65,8 +65,6 @@ pub struct BulkSendRow {
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
     pub suppressed_count: i32,
-    /// The number its messages name it by (`messages.send_key`).
-    pub send_key: i64,
 }
 
 impl BulkSendRow {
